@@ -1,0 +1,40 @@
+"""zeroqueue: go-zero's go-queue for Python services on Kafka."""
+
+from zeroqueue.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    ConsumeError,
+    DecodeError,
+    DeliveryError,
+    EmbeddedBrokerError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    PusherClosedError,
+    PushError,
+    PushTimeoutError,
+    ZeroQueueError,
+)
+from zeroqueue.kq import AsyncPusher, KqConf, Pusher
+from zeroqueue.message import Message
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncPusher",
+    "BrokerUnavailableError",
+    "ConfigError",
+    "ConsumeError",
+    "DecodeError",
+    "DeliveryError",
+    "EmbeddedBrokerError",
+    "InvalidMessageError",
+    "KqConf",
+    "Message",
+    "MessageTooLargeError",
+    "PushError",
+    "PushTimeoutError",
+    "Pusher",
+    "PusherClosedError",
+    "ZeroQueueError",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""The edge where zeroqueue meets confluent-kafka: client settings, logging, error text."""

@@ -1,0 +1,83 @@
+"""Small administrative helpers: wait for a cluster, create a topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from zeroqueue._kafka.settings import client_settings
+from zeroqueue.errors import BrokerUnavailableError, ZeroQueueError
+
+__all__ = ["create_topic", "wait_for_metadata"]
+
+
+def _admin(brokers: Sequence[str], kafka_config: Mapping[str, Any] | None) -> AdminClient:
+    return AdminClient(client_settings(brokers, overrides=kafka_config))
+
+
+def wait_for_metadata(
+    brokers: Sequence[str],
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Return once a broker of ``brokers`` answers a metadata request.
+
+    Raises:
+        BrokerUnavailableError: no broker answered within ``timeout`` seconds.
+
+    """
+    try:
+        _admin(brokers, kafka_config).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnavailableError(
+            f"no broker of Brokers={list(brokers)} answered a metadata request "
+            f"within {timeout}s: {exc.args[0].str() if exc.args else exc}"
+        ) from exc
+
+
+def create_topic(
+    brokers: Sequence[str],
+    name: str,
+    *,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Create topic ``name`` unless it exists, and wait until its partitions are visible.
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: the broker refused to create the topic.
+
+    """
+    client = _admin(brokers, kafka_config)
+    topic = NewTopic(name, partitions, replication_factor, config=dict(config or {}))
+    future = client.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise ZeroQueueError(f"could not create topic {name!r}: {error.str()}") from exc
+    except TimeoutError as exc:  # pragma: no cover - depends on a hung cluster
+        raise BrokerUnavailableError(
+            f"creating topic {name!r} on Brokers={list(brokers)} took longer than {timeout}s"
+        ) from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = client.list_topics(name, timeout=timeout).topics.get(name)
+        if metadata is not None and metadata.error is None and metadata.partitions:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerUnavailableError(
+                f"topic {name!r} was created but its metadata did not appear within {timeout}s"
+            )
+        time.sleep(0.05)

@@ -1,0 +1,61 @@
+"""The ``zeroqueue`` command line: ``zeroqueue dev``, ``zeroqueue demo``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from zeroqueue.embedded import EmbeddedBroker
+from zeroqueue.errors import ZeroQueueError
+
+__all__ = ["main"]
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.group()
+@click.version_option(package_name="zeroqueue")
+def main() -> None:
+    """zeroqueue: go-queue for Python services on Kafka."""
+
+
+@main.command()
+@click.option(
+    "--port", default=9092, show_default=True, help="Port to listen on; 0 picks a free one."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def dev(port: int, host: str) -> None:
+    """Run the embedded Kafka-compatible broker in the foreground until Ctrl-C.
+
+    It keeps messages in memory only: for development and tests, never production.
+    """
+    broker = EmbeddedBroker(port=port, host=host)
+    try:
+        broker.start()
+    except ZeroQueueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"embedded Kafka broker (Tansu, in memory) listening on {broker.bootstrap_servers}")
+    click.echo(f"  Brokers: [{broker.bootstrap_servers}]   log: {broker.log_path}")
+    click.echo("  press Ctrl-C to stop", err=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    status: int | None = None
+    try:
+        status = broker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        log_tail = "" if status is None else broker.log_tail()
+        broker.stop()
+    if status is not None:
+        raise click.ClickException(f"the broker exited unexpectedly (status {status}):\n{log_tail}")
+    click.echo("broker stopped")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

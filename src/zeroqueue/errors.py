@@ -1,0 +1,105 @@
+"""The zeroqueue exception tree.
+
+Every error zeroqueue raises derives from :class:`ZeroQueueError`, so one
+``except ZeroQueueError`` catches them all. Errors from confluent-kafka are
+translated into this tree where they cross into zeroqueue, with the original
+chained as ``__cause__``::
+
+    ZeroQueueError
+    ├── ConfigError                 a setting is invalid (also a ValueError)
+    ├── BrokerUnavailableError      no broker of Brokers answered in time
+    ├── EmbeddedBrokerError         the embedded Tansu broker cannot start or run
+    ├── PushError                   a message was not (or may not have been) delivered
+    │   ├── PusherClosedError       push after close()
+    │   ├── InvalidMessageError     key, value or headers of the wrong type (also a TypeError)
+    │   ├── MessageTooLargeError    bigger than the client or broker limit
+    │   ├── PushTimeoutError        local buffer full, or flush() ran out of time
+    │   └── DeliveryError           the broker did not acknowledge; names how many and why
+    └── ConsumeError                a message could not be handled
+        └── DecodeError             key or value is not valid UTF-8 for a str handler
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ConfigError",
+    "ConsumeError",
+    "DecodeError",
+    "DeliveryError",
+    "EmbeddedBrokerError",
+    "InvalidMessageError",
+    "MessageTooLargeError",
+    "PushError",
+    "PushTimeoutError",
+    "PusherClosedError",
+    "ZeroQueueError",
+]
+
+
+class ZeroQueueError(Exception):
+    """Root of every error raised by zeroqueue."""
+
+
+class ConfigError(ZeroQueueError, ValueError):
+    """A configuration value is invalid.
+
+    The message names the field, the value given and what is allowed, e.g.
+    ``KqConf.Offset: got 'middle'; expected one of 'first', 'last'``.
+    """
+
+
+class BrokerUnavailableError(ZeroQueueError):
+    """No broker in ``Brokers`` answered within the allotted time."""
+
+
+class EmbeddedBrokerError(ZeroQueueError):
+    """The embedded Kafka-compatible broker is missing, failed to start or died."""
+
+
+class PushError(ZeroQueueError):
+    """A message could not be handed to Kafka or was not acknowledged by it."""
+
+
+class PusherClosedError(PushError):
+    """``push`` was called on a pusher that has been closed."""
+
+
+class InvalidMessageError(PushError, TypeError):
+    """A key, value or header has a type that cannot be sent."""
+
+
+class MessageTooLargeError(PushError):
+    """A message is larger than the client's or the broker's size limit."""
+
+    def __init__(self, message: str, *, size: int, limit: int | None) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class PushTimeoutError(PushError):
+    """The local buffer stayed full, or in-flight messages outlived a flush timeout."""
+
+
+class DeliveryError(PushError):
+    """Kafka did not acknowledge one or more messages.
+
+    ``count`` is how many messages failed; ``reasons`` maps each distinct
+    failure reason to how many messages failed for it.
+    """
+
+    def __init__(self, message: str, *, count: int, reasons: Mapping[str, int]) -> None:
+        super().__init__(message)
+        self.count = count
+        self.reasons = dict(reasons)
+
+
+class ConsumeError(ZeroQueueError):
+    """A consumed message could not be handled."""
+
+
+class DecodeError(ConsumeError):
+    """A key or value could not be decoded for a handler that takes ``str``."""

@@ -1,0 +1,7 @@
+"""kq: the Kafka queue — a batching Pusher and a consumer Queue configured by KqConf."""
+
+from zeroqueue.kq.balancer import Balancer, BalancerFunc
+from zeroqueue.kq.config import KqConf
+from zeroqueue.kq.pusher import AsyncPusher, Pusher
+
+__all__ = ["AsyncPusher", "Balancer", "BalancerFunc", "KqConf", "Pusher"]

@@ -1,0 +1,371 @@
+"""Pusher and AsyncPusher: push messages to one Kafka topic, batched, never silently lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Message as KafkaMessage
+
+from zeroqueue._kafka.settings import SaslMechanism
+from zeroqueue.errors import PusherClosedError, PushTimeoutError
+from zeroqueue.kq._producer import (
+    Acks,
+    Compression,
+    ErrorHandler,
+    HeadersArg,
+    ProducerCore,
+    PushOptions,
+)
+from zeroqueue.kq.balancer import Balancer
+
+__all__ = ["AsyncPusher", "Pusher"]
+
+# How much longer than delivery_timeout a synchronous push waits for librdkafka's
+# verdict before it gives up on the report itself.
+_REPORT_GRACE = 5.0
+
+
+class _PusherBase:
+    """Options and state shared by the sync and async faces."""
+
+    def __init__(
+        self,
+        brokers: Sequence[str] | str,
+        topic: str,
+        *,
+        chunk_size: int = 1024 * 1024,
+        flush_interval: float | None = None,
+        sync_push: bool = False,
+        allow_auto_topic_creation: bool = False,
+        balancer: Balancer = "hash",
+        acks: Acks = "all",
+        idempotence: bool | None = None,
+        compression: Compression = "none",
+        max_message_bytes: int = 1024 * 1024,
+        delivery_timeout: float = 120.0,
+        buffer_full_timeout: float = 30.0,
+        username: str = "",
+        password: str = "",
+        sasl_mechanism: SaslMechanism = "PLAIN",
+        ca_file: str = "",
+        client_id: str = "",
+        error_handler: ErrorHandler | None = None,
+        kafka_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        options = PushOptions(
+            chunk_size=chunk_size,
+            flush_interval=flush_interval,
+            sync_push=sync_push,
+            allow_auto_topic_creation=allow_auto_topic_creation,
+            balancer=balancer,
+            acks=acks,
+            idempotence=idempotence,
+            compression=compression,
+            max_message_bytes=max_message_bytes,
+            delivery_timeout=delivery_timeout,
+            buffer_full_timeout=buffer_full_timeout,
+            username=username,
+            password=password,
+            sasl_mechanism=sasl_mechanism,
+            ca_file=ca_file,
+            client_id=client_id,
+            error_handler=error_handler,
+            kafka_config=kafka_config,
+        )
+        self._core = ProducerCore(brokers, topic, options)
+        self._topic = topic
+        self._sync = options.sync_push
+        self._closed = False
+        # The hot path calls this directly: librdkafka's produce() when it picks the
+        # partition itself, else the core's Python-balancer wrapper.
+        self._produce: Callable[..., None] = (
+            self._core.produce if self._core.sends_in_python else self._core.producer.produce
+        )
+
+    @property
+    def topic(self) -> str:
+        """The topic this pusher writes to (go-queue's ``Name()``)."""
+        return self._topic
+
+    @property
+    def options(self) -> PushOptions:
+        """The validated options this pusher runs with."""
+        return self._core.options
+
+    def __len__(self) -> int:
+        """Messages pushed but not yet acknowledged (or failed)."""
+        return 0 if self._closed else len(self._core.producer)
+
+    def _mark_closed(self) -> bool:
+        """Flag the pusher closed; False if it already was."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._produce = _closed_produce
+        return True
+
+    def _closed_error(self) -> PusherClosedError:
+        return PusherClosedError(f"the pusher for topic {self._topic!r} is closed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} topic={self._topic!r} {state}>"
+
+
+def _closed_produce(*args: object, **kwargs: object) -> None:
+    raise PusherClosedError("the pusher is closed")
+
+
+class _SyncDelivery:
+    """Receives the delivery report of one synchronous push, on any thread."""
+
+    __slots__ = ("done", "error", "message")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: KafkaError | None = None
+        self.message: KafkaMessage | None = None
+
+    def __call__(self, error: KafkaError | None, message: KafkaMessage) -> None:
+        self.error, self.message = error, message
+        self.done.set()
+
+
+class Pusher(_PusherBase):
+    """Push messages to one Kafka topic; safe to share between threads.
+
+    Pushes are batched by librdkafka: a batch leaves when it holds ``chunk_size``
+    bytes or its oldest message waited ``flush_interval`` seconds. A failed delivery
+    is never only logged: it is passed to ``error_handler`` and raised by the next
+    :meth:`flush` or :meth:`close` as a :class:`~zeroqueue.errors.DeliveryError`.
+    With ``sync_push=True`` every push waits for the broker's acknowledgement and
+    raises if it does not come.
+
+    Args:
+        brokers: ``host:port`` of one or more Kafka brokers.
+        topic: The topic to push to.
+        chunk_size: Bytes per batch (librdkafka ``batch.size``). Default 1 MiB.
+        flush_interval: Seconds a message waits for its batch to fill
+            (``linger.ms``). Default 0.005, or 0 with ``sync_push``.
+        sync_push: Each push returns once the broker acknowledged it. Default False.
+        allow_auto_topic_creation: Let the broker create a missing topic. Default False.
+        balancer: ``"hash"`` (default: FNV-1a, same partitions as go-queue/Sarama),
+            ``"murmur2"`` (Java), ``"round_robin"``, ``"least_bytes"`` or a callable
+            ``(key, partition_count) -> partition``.
+        acks: ``"all"`` (default), 1 or 0.
+        idempotence: Idempotent producer: no duplicates or reordering on retries.
+            Default on when ``acks="all"``.
+        compression: ``"none"`` (default), ``"gzip"``, ``"snappy"``, ``"lz4"``, ``"zstd"``.
+        max_message_bytes: Largest message accepted locally. Default 1 MiB.
+        delivery_timeout: Seconds librdkafka keeps retrying a message before it
+            fails it (``message.timeout.ms``). Default 120.
+        buffer_full_timeout: Seconds a push waits for room when the local buffer is
+            full, before raising PushTimeoutError. Default 30.
+        username: SASL user name; turns SASL on.
+        password: SASL password.
+        sasl_mechanism: ``"PLAIN"`` (default), ``"SCRAM-SHA-256"``, ``"SCRAM-SHA-512"``.
+        ca_file: PEM file of CA certificates; turns TLS on, with verification.
+        client_id: Kafka client id, shown in broker logs and quotas.
+        error_handler: ``(message, error)``, called on a background thread for each
+            delivery that failed without ``sync_push``.
+        kafka_config: Extra librdkafka settings, applied last.
+
+    """
+
+    def push(self, value: str | bytes) -> None:
+        """Push ``value`` without a key (any partition).
+
+        Raises:
+            PusherClosedError: the pusher is closed.
+            InvalidMessageError: ``value`` is not str or bytes.
+            MessageTooLargeError: the message exceeds ``max_message_bytes``.
+            PushTimeoutError: the local buffer stayed full for ``buffer_full_timeout``.
+            DeliveryError: with ``sync_push``, the broker did not acknowledge it.
+
+        """
+        self.push_with_key(None, value)
+
+    def push_with_key(
+        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+    ) -> None:
+        """Push ``value`` under ``key``: messages of one key keep their order.
+
+        Raises the same errors as :meth:`push`.
+        """
+        if self._closed:
+            raise self._closed_error()
+        if self._sync:
+            self._push_and_wait(key, value, headers)
+            return
+        try:
+            if headers is None:
+                self._produce(self._topic, value, key)
+            else:
+                self._produce(self._topic, value, key, headers=headers)
+        except BufferError:
+            self._push_when_room(key, value, headers)
+        except (KafkaException, TypeError) as exc:
+            raise self._core.push_error(exc, key, value) from exc
+
+    def _push_when_room(
+        self,
+        key: str | bytes | None,
+        value: str | bytes,
+        headers: HeadersArg,
+        on_delivery: _SyncDelivery | None = None,
+    ) -> None:
+        core = self._core
+        deadline = core.room_deadline()
+        while not core.try_produce(key, value, headers, on_delivery):
+            if time.monotonic() >= deadline:
+                raise core.buffer_full_error()
+            core.wait_for_room()
+
+    def _push_and_wait(
+        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg
+    ) -> None:
+        delivery = _SyncDelivery()
+        self._push_when_room(key, value, headers, delivery)
+        if not delivery.done.wait(self._core.options.delivery_timeout + _REPORT_GRACE):
+            raise PushTimeoutError(
+                f"no delivery report for a message to topic {self._topic!r} within "
+                f"{self._core.options.delivery_timeout + _REPORT_GRACE}s"
+            )
+        if delivery.error is not None:
+            assert delivery.message is not None
+            raise self._core.delivery_error(delivery.error, delivery.message)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every pushed message is acknowledged; raise what failed meanwhile.
+
+        Raises:
+            DeliveryError: messages failed since the last flush (how many and why).
+            PushTimeoutError: messages were still in flight after ``timeout`` seconds.
+
+        """
+        if self._closed:
+            raise self._closed_error()
+        self._core.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then release the client; later pushes raise PusherClosedError.
+
+        Raises what :meth:`flush` raises; the client is released either way.
+        """
+        if self._mark_closed():
+            self._core.close(timeout)
+
+    def __enter__(self) -> Pusher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncPusher(_PusherBase):
+    """The asyncio face of :class:`Pusher`: same options, same guarantees.
+
+    ``await pusher.push(value)`` returns as soon as the message is queued (or, with
+    ``sync_push``, once the broker acknowledged it) without blocking the event loop.
+    """
+
+    __doc__ = (__doc__ or "") + "\n    Options: see :class:`Pusher`.\n"
+
+    async def push(self, value: str | bytes) -> None:
+        """Push ``value`` without a key; raises like :meth:`Pusher.push`."""
+        await self.push_with_key(None, value)
+
+    async def push_with_key(
+        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+    ) -> None:
+        """Push ``value`` under ``key``; raises like :meth:`Pusher.push`."""
+        if self._closed:
+            raise self._closed_error()
+        if self._sync:
+            await self._push_and_wait(key, value, headers)
+            return
+        try:
+            if headers is None:
+                self._produce(self._topic, value, key)
+            else:
+                self._produce(self._topic, value, key, headers=headers)
+        except BufferError:
+            await self._push_when_room(key, value, headers)
+        except (KafkaException, TypeError) as exc:
+            raise self._core.push_error(exc, key, value) from exc
+
+    async def _push_when_room(
+        self,
+        key: str | bytes | None,
+        value: str | bytes,
+        headers: HeadersArg,
+        on_delivery: Callable[[KafkaError | None, KafkaMessage], None] | None = None,
+    ) -> None:
+        core = self._core
+        deadline = core.room_deadline()
+        while not core.try_produce(key, value, headers, on_delivery):
+            if time.monotonic() >= deadline:
+                raise core.buffer_full_error()
+            await asyncio.sleep(0.005)
+
+    async def _push_and_wait(
+        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]] = loop.create_future()
+
+        def on_delivery(error: KafkaError | None, message: KafkaMessage) -> None:
+            # Runs on the delivery-report thread: hand the verdict to the loop.
+            loop.call_soon_threadsafe(_resolve, report, error, message)
+
+        await self._push_when_room(key, value, headers, on_delivery)
+        error, message = await asyncio.wait_for(
+            report, self._core.options.delivery_timeout + _REPORT_GRACE
+        )
+        if error is not None:
+            raise self._core.delivery_error(error, message)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait (without blocking the loop) until every message is acknowledged.
+
+        Raises like :meth:`Pusher.flush`.
+        """
+        if self._closed:
+            raise self._closed_error()
+        await asyncio.to_thread(self._core.flush, timeout)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush, then release the client; raises like :meth:`Pusher.close`."""
+        if self._mark_closed():
+            await asyncio.to_thread(self._core.close, timeout)
+
+    async def __aenter__(self) -> AsyncPusher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _resolve(
+    report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]],
+    error: KafkaError | None,
+    message: KafkaMessage,
+) -> None:
+    if not report.done():
+        report.set_result((error, message))
