@@ -14,7 +14,7 @@ from zeroqueue.errors import (
     PushTimeoutError,
     ZeroQueueError,
 )
-from zeroqueue.kq import AsyncPusher, KqConf, Pusher
+from zeroqueue.kq import AsyncPusher, KqConf, Pusher, Queue
 from zeroqueue.message import Message
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "PushTimeoutError",
     "Pusher",
     "PusherClosedError",
+    "Queue",
     "ZeroQueueError",
     "__version__",
 ]

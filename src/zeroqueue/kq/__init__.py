@@ -3,5 +3,6 @@
 from zeroqueue.kq.balancer import Balancer, BalancerFunc
 from zeroqueue.kq.config import KqConf
 from zeroqueue.kq.pusher import AsyncPusher, Pusher
+from zeroqueue.kq.queue import Queue
 
-__all__ = ["AsyncPusher", "Balancer", "BalancerFunc", "KqConf", "Pusher"]
+__all__ = ["AsyncPusher", "Balancer", "BalancerFunc", "KqConf", "Pusher", "Queue"]

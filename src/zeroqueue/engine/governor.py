@@ -1,0 +1,105 @@
+"""How many sync processors may run at once: all of them, unless that only adds contention.
+
+Python code runs under the GIL, so eight threads running a handler that only
+computes do no more work than one; they spend CPU handing the GIL around
+(measured on a no-op handler: 8 threads ~15% slower than 1). A handler that
+waits on I/O, on the other hand, needs every processor.
+
+The governor tells them apart by measuring. During a short *probe* one
+processor runs and times each message: CPU time against wall time. A handler
+on CPU half the time overlaps with one other, one on CPU 1% of the time with a
+hundred, so the governor allows ``round(wall / cpu)`` processors, at most
+``processors``. If that is fewer than all, a second probe step runs two
+processors: if both stayed busy and together burned clearly more CPU per second
+than one could (the handler computes outside the GIL, as hashlib or zlib do),
+every processor is allowed.
+The allowance holds for ``run_seconds``, then the handler is probed again.
+
+Plain Python: processors report what they measured, the fetch thread calls
+:meth:`tick`, and the executor reads :attr:`limit`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+__all__ = ["Governor"]
+
+# A probe step ends once it lasted this long and timed this many messages...
+PROBE_SECONDS = 0.2
+PROBE_MESSAGES = 20
+# ...or after this long with at least one timed message.
+PROBE_MAX_SECONDS = 2.0
+# In the pair step both processors count as busy when their timed messages cover this
+# share of the step (2.0 = both busy throughout)...
+PAIR_BUSY = 1.6
+# ...and as running in parallel when they burned this many single-processor CPU shares.
+PAIR_GAIN = 1.4
+
+
+class Governor:
+    """Adapts the number of awake sync processors to the handler's CPU share."""
+
+    def __init__(self, processors: int, *, run_seconds: float = 10.0) -> None:
+        self.processors = processors
+        self.run_seconds = run_seconds
+        self._lock = threading.Lock()
+        self._cpu = 0.0
+        self._wall = 0.0
+        self._messages = 0
+        self._share = 1.0
+        self._phase = "single" if processors > 1 else "fixed"
+        self._phase_started = time.monotonic()
+        #: How many processors may be awake now.
+        self.limit = 1
+        #: Whether processors should time each message (only while probing).
+        self.probing = self._phase == "single"
+
+    def record(self, cpu: float, wall: float, messages: int = 1) -> None:
+        """Account timed messages: thread CPU seconds and wall seconds they took."""
+        with self._lock:
+            self._cpu += cpu
+            self._wall += wall
+            self._messages += messages
+
+    def tick(self, now: float | None = None) -> bool:
+        """Advance the probe/run cycle; True when :attr:`limit` changed."""
+        if self._phase == "fixed":
+            return False
+        now = time.monotonic() if now is None else now
+        elapsed = now - self._phase_started
+        if self._phase == "run":
+            return elapsed >= self.run_seconds and self._enter("single", 1, now)
+        with self._lock:
+            cpu, wall, messages = self._cpu, self._wall, self._messages
+        enough = elapsed >= PROBE_SECONDS and messages >= PROBE_MESSAGES
+        if not (enough or (elapsed >= PROBE_MAX_SECONDS and messages)) or wall <= 0:
+            return False
+        if self._phase == "single":
+            self._share = max(cpu / wall, 1e-6)
+            if self._overlap() >= self.processors:
+                return self._enter("run", self.processors, now)
+            return self._enter("pair", 2, now)
+        busy = wall >= PAIR_BUSY * elapsed
+        parallel = busy and cpu / elapsed > PAIR_GAIN * self._share
+        return self._enter("run", self.processors if parallel else self._overlap(), now)
+
+    def _overlap(self) -> int:
+        """Processors that can overlap usefully for the measured CPU share."""
+        return min(self.processors, max(1, math.floor(1 / self._share + 0.5)))
+
+    def _enter(self, phase: str, limit: int, now: float) -> bool:
+        with self._lock:
+            self._cpu = self._wall = 0.0
+            self._messages = 0
+        self._phase, self._phase_started = phase, now
+        self.probing = phase != "run"
+        changed, self.limit = limit != self.limit, limit
+        return changed
+
+    @property
+    def phase(self) -> str:
+        """``single``/``pair`` while probing, ``run`` in between, ``fixed`` for one processor."""
+        return self._phase

@@ -1,0 +1,198 @@
+"""What a user's handler is, and what happens when it fails.
+
+A handler is any of:
+
+* a callable ``(key: str, value: str)``, like go-queue's ``Consume(key, value)``;
+* a callable ``(message: Message)`` taking the whole record (bytes, headers, ...);
+* an object with such a ``consume`` method (go-queue's ``ConsumeHandler``);
+* any of these as ``async def``.
+
+It signals failure by raising; its return value is ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from confluent_kafka import Message as KafkaMessage
+
+from zeroqueue.errors import ConfigError, DecodeError
+from zeroqueue.message import Message, decode_text
+
+__all__ = [
+    "ConsumeErrorHandler",
+    "ConsumeHandler",
+    "FailurePolicy",
+    "Handler",
+    "HandlerSpec",
+    "MetricsHook",
+    "as_consume_error",
+    "resolve_handler",
+]
+
+_log = logging.getLogger("zeroqueue.kq.queue")
+
+
+@runtime_checkable
+class ConsumeHandler(Protocol):
+    """go-queue's ``ConsumeHandler``: an object with ``consume(key, value)``."""
+
+    def consume(self, key: str, value: str) -> object:
+        """Handle one message; raise to report failure."""
+
+
+#: Every accepted handler shape (see the module docstring).
+Handler: TypeAlias = (
+    Callable[[str, str], object]
+    | Callable[[Message], object]
+    | Callable[[str, str], Awaitable[object]]
+    | Callable[[Message], Awaitable[object]]
+    | ConsumeHandler
+    | Any
+)
+#: ``error_handler(message, error)``: called for every failed handling attempt.
+ConsumeErrorHandler: TypeAlias = Callable[[Message, BaseException], object]
+#: ``metrics(topic, partition, seconds, error)``: called after each message is handled.
+MetricsHook: TypeAlias = Callable[[str, int, float, "BaseException | None"], object]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A user handler, classified once at start-up."""
+
+    func: Callable[..., Any]
+    is_async: bool
+    takes_message: bool
+    name: str
+
+    def call(self, record: KafkaMessage) -> Any:
+        """Call the handler on one record (returns an awaitable for async handlers)."""
+        if self.takes_message:
+            return self.func(Message.from_kafka(record))
+        topic, partition, offset = record.topic() or "", record.partition() or 0, record.offset()
+        where = (topic, partition, -1 if offset is None else offset)
+        return self.func(
+            decode_text(record.key(), "key", *where), decode_text(record.value(), "value", *where)
+        )
+
+
+def resolve_handler(handler: Handler) -> HandlerSpec:
+    """Classify ``handler``: sync or async, (key, value) or (message).
+
+    Raises:
+        ConfigError: it is not callable, or takes neither two arguments nor one.
+    """
+    target: Any = handler
+    if not callable(handler) or (
+        not inspect.isroutine(handler) and callable(getattr(handler, "consume", None))
+    ):
+        target = getattr(handler, "consume", None)
+        if not callable(target):
+            raise ConfigError(
+                f"handler: got {handler!r}; expected a callable (key, value) or (message), "
+                "or an object with a consume(key, value) method"
+            )
+    name = getattr(target, "__qualname__", None) or repr(target)
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - an object with async __call__
+    )
+    return HandlerSpec(target, is_async, _takes_message(target, name), name)
+
+
+def _takes_message(target: Callable[..., Any], name: str) -> bool:
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return False  # a builtin without a signature: assume go-queue's (key, value)
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in positional if p.default is p.empty]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    if len(required) == 1:
+        return True
+    if len(required) == 2:
+        return False
+    if not required and (variadic or len(positional) >= 2):
+        return False
+    if not required and len(positional) == 1:
+        return True
+    raise ConfigError(
+        f"handler: {name}{signature} takes {len(required)} required arguments; expected "
+        "(key, value) like go-queue's Consume, or (message) for the whole Message"
+    )
+
+
+class FailurePolicy:
+    """Report a failed handling and decide: count it as handled, or retry after a pause.
+
+    ``force_commit=True`` keeps go-queue's meaning: the error is reported and the
+    message counts as handled. ``force_commit=False`` never moves past it: it is
+    retried, the pause doubling from ``retry_backoff`` up to ``max_retry_backoff``.
+    """
+
+    def __init__(
+        self,
+        *,
+        force_commit: bool,
+        error_handler: ConsumeErrorHandler | None,
+        retry_backoff: float,
+        max_retry_backoff: float,
+    ) -> None:
+        self.force_commit = force_commit
+        self.error_handler = error_handler
+        self.retry_backoff = retry_backoff
+        self.max_retry_backoff = max_retry_backoff
+
+    def failed(self, record: KafkaMessage, error: BaseException, attempt: int) -> float | None:
+        """Report attempt number ``attempt``; return the pause before a retry, or None."""
+        delay = None if self.force_commit else self.delay(attempt)
+        message = Message.from_kafka(record)
+        if self.error_handler is None:
+            outcome = "skipped (ForceCommit)" if delay is None else f"retrying in {delay:.3g}s"
+            _log.error(
+                "handling %s[%d]@%d (key %r) failed on attempt %d, %s: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                attempt,
+                outcome,
+                error,
+                exc_info=error,
+            )
+        else:
+            try:
+                self.error_handler(message, error)
+            except Exception:
+                _log.exception(
+                    "error_handler raised while reporting %s[%d]@%d",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                )
+        return delay
+
+    def delay(self, attempt: int) -> float:
+        """The pause before retry number ``attempt`` (1-based)."""
+        return float(min(self.retry_backoff * 2 ** (attempt - 1), self.max_retry_backoff))
+
+
+def as_consume_error(record: KafkaMessage, error: BaseException) -> BaseException:
+    """Turn a decode failure of the (key, value) fast path into a DecodeError naming the record."""
+    if not isinstance(error, UnicodeDecodeError):
+        return error
+    offset = record.offset()
+    where = (record.topic() or "", record.partition() or 0, -1 if offset is None else offset)
+    try:
+        decode_text(record.key(), "key", *where)
+        decode_text(record.value(), "value", *where)
+    except DecodeError as decode_error:
+        return decode_error
+    return error  # raised by the handler's own code, not by our decoding

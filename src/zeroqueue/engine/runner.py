@@ -1,0 +1,213 @@
+"""Run a lane's work item: call the handler on each message, in order, and report.
+
+The sync and async runners share everything but the call and the pause: the
+failure policy, the skip rules (revoked partition, aborted shutdown) and the
+bookkeeping on the :class:`~zeroqueue.engine.lanes.WorkBoard`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import Message as KafkaMessage
+
+from zeroqueue.engine.governor import Governor
+from zeroqueue.engine.handlers import FailurePolicy, HandlerSpec, MetricsHook, as_consume_error
+from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
+from zeroqueue.engine.offsets import PartitionProgress
+
+__all__ = ["LaneRunner"]
+
+
+class LaneRunner:
+    """Handles the messages of one work item at a time, for one lane."""
+
+    def __init__(
+        self,
+        board: WorkBoard,
+        handler: HandlerSpec,
+        policy: FailurePolicy,
+        metrics: MetricsHook | None = None,
+        governor: Governor | None = None,
+    ) -> None:
+        self.board = board
+        self.handler = handler
+        self.policy = policy
+        self.metrics = metrics
+        self.governor = governor
+        #: Set when shutdown ran out of time: stop between messages, stop retrying.
+        self.aborting = False
+        self._abort = threading.Event()
+        # The (key: str, value: str) sync handler without metrics is the hot path.
+        self._fast = (
+            handler.func
+            if not (handler.is_async or handler.takes_message or metrics is not None)
+            else None
+        )
+
+    def abort(self) -> None:
+        """Stop handling: current messages finish, the rest are left uncommitted."""
+        self.aborting = True
+        self._abort.set()
+
+    # -- sync -----------------------------------------------------------------------
+
+    def run(self, lane: Lane, until: float | None = None) -> bool:
+        """Handle the lane's work items until it has none left.
+
+        With ``until`` (a ``time.perf_counter()`` deadline) it stops after the work
+        item that passes it; returns True when the lane still has work (it stays
+        scheduled and must be queued again).
+        """
+        board, governor = self.board, self.governor
+        item = board.take(lane)
+        while item is not None:
+            done: list[Segment] = []
+            settled = 0
+            for segment in item:
+                chunk, records = segment
+                settled += len(records)
+                progress = chunk.progress
+                if self.aborting or progress.revoked:
+                    continue
+                timed = governor is not None and governor.probing
+                if timed:
+                    cpu_started, started = time.thread_time(), time.perf_counter()
+                if self._fast is not None:
+                    complete = self._run_fast(records, progress)
+                else:
+                    complete = self._run_each(records, progress)
+                if timed:
+                    assert governor is not None
+                    governor.record(
+                        time.thread_time() - cpu_started,
+                        time.perf_counter() - started,
+                        len(records),
+                    )
+                if complete:
+                    done.append(segment)
+            if until is not None and time.perf_counter() >= until:
+                board.finish(lane, done, settled, take_next=False)
+                return lane.scheduled
+            item = board.finish(lane, done, settled)
+        return False
+
+    def _run_fast(self, records: Sequence[KafkaMessage], progress: PartitionProgress) -> bool:
+        handler = self._fast
+        assert handler is not None
+        for record in records:
+            if self.aborting or progress.revoked:
+                return False
+            key, value = record.key(), record.value()
+            try:
+                handler(
+                    "" if key is None else key.decode(), "" if value is None else value.decode()
+                )
+            except Exception as exc:
+                if not self._recover(record, as_consume_error(record, exc), progress):
+                    return False
+        return True
+
+    def _run_each(self, records: Sequence[KafkaMessage], progress: PartitionProgress) -> bool:
+        for record in records:
+            if self.aborting or progress.revoked:
+                return False
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                self.handler.call(record)
+            except Exception as exc:
+                error = as_consume_error(record, exc)
+                if not self._recover(record, error, progress):
+                    return False
+            self._observe(record, started, error)
+        return True
+
+    def _recover(
+        self, record: KafkaMessage, error: BaseException, progress: PartitionProgress
+    ) -> bool:
+        """Retry per the policy; True once the message counts as handled."""
+        attempt = 1
+        while True:
+            delay = self.policy.failed(record, error, attempt)
+            if delay is None:
+                return True
+            if self._abort.wait(delay) or progress.revoked:
+                return False
+            try:
+                self.handler.call(record)
+                return True
+            except Exception as exc:
+                error = as_consume_error(record, exc)
+                attempt += 1
+
+    def _observe(self, record: KafkaMessage, started: float, error: BaseException | None) -> None:
+        if self.metrics is not None:
+            elapsed = time.perf_counter() - started
+            self.metrics(record.topic() or "", record.partition() or 0, elapsed, error)
+
+    # -- async ----------------------------------------------------------------------
+
+    async def run_async(self, lane: Lane) -> None:
+        """The async twin of :meth:`run`, for ``async def`` handlers."""
+        board = self.board
+        item: WorkItem | None = board.take(lane)
+        while item is not None:
+            done: list[Segment] = []
+            settled = 0
+            for segment in item:
+                chunk, records = segment
+                settled += len(records)
+                progress = chunk.progress
+                if self.aborting or progress.revoked:
+                    continue
+                if await self._run_each_async(records, progress):
+                    done.append(segment)
+            item = board.finish(lane, done, settled)
+
+    async def _run_each_async(
+        self, records: Sequence[KafkaMessage], progress: PartitionProgress
+    ) -> bool:
+        for record in records:
+            if self.aborting or progress.revoked:
+                return False
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                await self.handler.call(record)
+            except Exception as exc:
+                error = as_consume_error(record, exc)
+                if not await self._recover_async(record, error, progress):
+                    return False
+            self._observe(record, started, error)
+        return True
+
+    async def _recover_async(
+        self, record: KafkaMessage, error: BaseException, progress: PartitionProgress
+    ) -> bool:
+        attempt = 1
+        while True:
+            delay = self.policy.failed(record, error, attempt)
+            if delay is None:
+                return True
+            await self._pause(delay)
+            if self.aborting or progress.revoked:
+                return False
+            try:
+                await self.handler.call(record)
+                return True
+            except Exception as exc:
+                error = as_consume_error(record, exc)
+                attempt += 1
+
+    async def _pause(self, delay: float) -> None:
+        # Sleep in short steps so an abort is noticed without a cross-thread event.
+        deadline = time.monotonic() + delay
+        while not self.aborting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.05))
