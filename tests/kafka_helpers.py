@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
+
+from zeroqueue import Queue
 
 # Tansu holds a JoinGroup for about half the session timeout: keep it short in tests.
 SHORT_SESSION_TIMEOUT = 2.0
@@ -41,3 +46,83 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def committed_offsets(brokers: Sequence[str], group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (-1001 when none)."""
+    consumer = Consumer({"bootstrap.servers": ",".join(brokers), "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in committed}
+    finally:
+        consumer.close()
+
+
+class Recorder:
+    """A handler that records what it sees and lets a test wait for a count."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, key: str, value: str) -> None:
+        with self._changed:
+            self.seen.append((key, value))
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> bool:
+        """Wait until ``count`` messages were handled."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.seen) >= count, timeout)
+
+    def wait_for_distinct(self, count: int, timeout: float = 60.0) -> bool:
+        """Wait until ``count`` different values were handled (redeliveries count once)."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: len({value for _, value in self.seen}) >= count, timeout
+            )
+
+    def by_key(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for key, value in list(self.seen):
+            grouped.setdefault(key, []).append(value)
+        return grouped
+
+
+@contextlib.contextmanager
+def running(queue: Queue) -> Iterator[Queue]:
+    """Run ``queue`` on a thread for the duration of the block; stop it after."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            queue.start()
+        except BaseException as exc:  # surfaced in the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="test-queue")
+    thread.start()
+    try:
+        yield queue
+    finally:
+        queue.stop()
+        thread.join(30)
+        assert not thread.is_alive(), "queue did not stop"
+    if errors:
+        raise errors[0]
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``predicate`` for state that offers nothing to wait on (e.g. an assignment)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def fast_queue_options() -> dict[str, Any]:
+    """Queue options that keep tests quick on the embedded broker."""
+    return {"session_timeout": SHORT_SESSION_TIMEOUT, "max_wait": 0.1, "commit_interval": 0.2}

@@ -94,6 +94,8 @@ class ConnEngine(RebalanceListener):
         self.runner = LaneRunner(self.board, handler, policy, metrics, self.governor)
         self._executor: Executor = make_executor(self.runner, options.processors, name, loop)
         self._progress: dict[TopicPartitionKey, PartitionProgress] = {}
+        #: The partitions this member owns now (replaced, never mutated: safe to read).
+        self.assignment: tuple[TopicPartitionKey, ...] = ()
         self._source: Source | None = None
         self._stop = threading.Event()
         self._paused = False
@@ -229,6 +231,7 @@ class ConnEngine(RebalanceListener):
         """New partitions: track them, paused too if the buffer is full."""
         for key in partitions:
             self._progress[key] = PartitionProgress(*key)
+        self.assignment = tuple(self._progress)
         if self._paused and self._source is not None:
             self._source.pause(partitions)
         _log.info("%s: assigned %s", self.name, _names(partitions))
@@ -241,6 +244,7 @@ class ConnEngine(RebalanceListener):
         for progress in leaving:
             progress.revoked = True
             del self._progress[(progress.topic, progress.partition)]
+        self.assignment = tuple(self._progress)
         if not drained:
             _log.warning(
                 "%s: %s revoked before their messages were handled within %.1fs; "
@@ -257,6 +261,7 @@ class ConnEngine(RebalanceListener):
             progress = self._progress.pop(key, None)
             if progress is not None:
                 progress.revoked = True
+        self.assignment = tuple(self._progress)
         _log.warning("%s: lost %s without a commit", self.name, _names(partitions))
 
     def _drain(self, progresses: Sequence[PartitionProgress], timeout: float) -> bool:

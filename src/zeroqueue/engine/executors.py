@@ -80,13 +80,12 @@ class ThreadExecutor:
     @property
     def inline(self) -> bool:
         """Whether lanes run on the fetch thread (the governor allows one processor)."""
-        return self._governor is not None and self._governor.limit == 1
+        return self._governor is not None and self._governor.inline
 
     def _workers_allowed(self) -> int:
         if self._governor is None:
             return len(self._threads)
-        limit = self._governor.limit
-        return 0 if limit == 1 else limit
+        return 0 if self._governor.inline else self._governor.limit
 
     def has_ready(self) -> bool:
         """Whether lanes wait for a processor."""
@@ -100,7 +99,7 @@ class ThreadExecutor:
         """
         until = time.perf_counter() + budget
         ran = False
-        while time.perf_counter() < until:
+        while time.perf_counter() < until and self.inline:
             with self._lock:
                 if not self._ready:
                     break
@@ -109,6 +108,8 @@ class ThreadExecutor:
             if self._runner.run(lane, until):
                 with self._lock:
                     self._ready.appendleft(lane)
+        if not self.inline:
+            self.schedule(())  # a retry moved the work to the worker threads
         return ran
 
     def schedule(self, lanes: Sequence[Lane]) -> None:

@@ -56,6 +56,20 @@ class Governor:
         self.limit = 1
         #: Whether processors should time each message (only while probing).
         self.probing = self._phase == "single"
+        self._workers_until = 0.0
+
+    @property
+    def inline(self) -> bool:
+        """Whether the fetch thread runs the handler itself (one processor, no retries due)."""
+        return self.limit == 1 and time.monotonic() >= self._workers_until
+
+    def need_workers(self) -> None:
+        """A handler failed and will be retried: keep it off the fetch thread for a while.
+
+        Retry pauses would stop the fetch thread from polling, committing and
+        noticing stop(); worker threads wait them out instead.
+        """
+        self._workers_until = time.monotonic() + self.run_seconds
 
     def record(self, cpu: float, wall: float, messages: int = 1) -> None:
         """Account timed messages: thread CPU seconds and wall seconds they took."""

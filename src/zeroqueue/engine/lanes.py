@@ -207,6 +207,19 @@ class WorkBoard:
             lane.scheduled = False
             return None
 
+    def put_back(self, lane: Lane, done: Sequence[Segment], settled: int, rest: WorkItem) -> None:
+        """Record partial progress and return the unhandled ``rest`` to the lane's front.
+
+        The lane stays scheduled: whoever put it back queues it again.
+        """
+        with self.lock:
+            for chunk, _ in done:
+                chunk.remaining -= 1
+            self.in_flight -= settled
+            if self._waiters:
+                self.changed.notify_all()
+            lane.pending.appendleft(rest)
+
     def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``ready()`` (checked under the lock) or ``timeout``; return ``ready()``."""
         with self.changed:

@@ -22,6 +22,14 @@ from zeroqueue.engine.offsets import PartitionProgress
 __all__ = ["LaneRunner"]
 
 
+class _HandOffSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised on the fetch thread when a message needs retries: workers take over there."""
+
+    def __init__(self, record: KafkaMessage, delay: float) -> None:
+        self.record = record
+        self.delay = delay
+
+
 class LaneRunner:
     """Handles the messages of one work item at a time, for one lane."""
 
@@ -41,6 +49,8 @@ class LaneRunner:
         #: Set when shutdown ran out of time: stop between messages, stop retrying.
         self.aborting = False
         self._abort = threading.Event()
+        # Retries handed over by the fetch thread: id(record) -> (attempts so far, pause).
+        self._resume: dict[int, tuple[int, float]] = {}
         # The (key: str, value: str) sync handler without metrics is the hot path.
         self._fast = (
             handler.func
@@ -63,11 +73,12 @@ class LaneRunner:
         scheduled and must be queued again).
         """
         board, governor = self.board, self.governor
+        inline = until is not None
         item = board.take(lane)
         while item is not None:
             done: list[Segment] = []
             settled = 0
-            for segment in item:
+            for position, segment in enumerate(item):
                 chunk, records = segment
                 settled += len(records)
                 progress = chunk.progress
@@ -76,10 +87,18 @@ class LaneRunner:
                 timed = governor is not None and governor.probing
                 if timed:
                     cpu_started, started = time.thread_time(), time.perf_counter()
-                if self._fast is not None:
-                    complete = self._run_fast(records, progress)
-                else:
-                    complete = self._run_each(records, progress)
+                try:
+                    complete = self._run_segment(records, progress, inline)
+                except _HandOffSignal as hand_off:
+                    # Leave the failed message and what follows it to a worker thread.
+                    start = next(i for i, r in enumerate(records) if r is hand_off.record)
+                    settled -= len(records) - start
+                    rest = [(chunk, records[start:]), *item[position + 1 :]]
+                    self._resume[id(hand_off.record)] = (1, hand_off.delay)
+                    board.put_back(lane, done, settled, rest)
+                    if governor is not None:
+                        governor.need_workers()
+                    return True
                 if timed:
                     assert governor is not None
                     governor.record(
@@ -95,7 +114,24 @@ class LaneRunner:
             item = board.finish(lane, done, settled)
         return False
 
-    def _run_fast(self, records: Sequence[KafkaMessage], progress: PartitionProgress) -> bool:
+    def _run_segment(
+        self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool
+    ) -> bool:
+        if self._resume and not inline:
+            resume = self._resume.pop(id(records[0]), None)
+            if resume is not None:
+                # A retry series the fetch thread started: continue it here.
+                attempt, delay = resume
+                if not self._recover(records[0], progress, attempt=attempt, delay=delay):
+                    return False
+                records = records[1:]
+        if self._fast is not None:
+            return self._run_fast(records, progress, inline)
+        return self._run_each(records, progress, inline)
+
+    def _run_fast(
+        self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool = False
+    ) -> bool:
         handler = self._fast
         assert handler is not None
         for record in records:
@@ -107,11 +143,13 @@ class LaneRunner:
                     "" if key is None else key.decode(), "" if value is None else value.decode()
                 )
             except Exception as exc:
-                if not self._recover(record, as_consume_error(record, exc), progress):
+                if not self._failed(record, as_consume_error(record, exc), progress, inline):
                     return False
         return True
 
-    def _run_each(self, records: Sequence[KafkaMessage], progress: PartitionProgress) -> bool:
+    def _run_each(
+        self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool = False
+    ) -> bool:
         for record in records:
             if self.aborting or progress.revoked:
                 return False
@@ -121,28 +159,39 @@ class LaneRunner:
                 self.handler.call(record)
             except Exception as exc:
                 error = as_consume_error(record, exc)
-                if not self._recover(record, error, progress):
+                if not self._failed(record, error, progress, inline):
                     return False
             self._observe(record, started, error)
         return True
 
-    def _recover(
-        self, record: KafkaMessage, error: BaseException, progress: PartitionProgress
+    def _failed(
+        self, record: KafkaMessage, error: BaseException, progress: PartitionProgress, inline: bool
     ) -> bool:
-        """Retry per the policy; True once the message counts as handled."""
-        attempt = 1
-        while True:
-            delay = self.policy.failed(record, error, attempt)
-            if delay is None:
-                return True
+        """Report a failed first attempt; retry per the policy. True once it counts as handled."""
+        delay = self.policy.failed(record, error, 1)
+        if delay is not None and inline:
+            raise _HandOffSignal(record, delay)
+        return self._recover(record, progress, attempt=1, delay=delay)
+
+    def _recover(
+        self,
+        record: KafkaMessage,
+        progress: PartitionProgress,
+        *,
+        attempt: int,
+        delay: float | None,
+    ) -> bool:
+        """Retry after ``delay`` (None: give up, counted as handled) until it succeeds."""
+        while delay is not None:
             if self._abort.wait(delay) or progress.revoked:
                 return False
             try:
                 self.handler.call(record)
                 return True
             except Exception as exc:
-                error = as_consume_error(record, exc)
                 attempt += 1
+                delay = self.policy.failed(record, as_consume_error(record, exc), attempt)
+        return True
 
     def _observe(self, record: KafkaMessage, started: float, error: BaseException | None) -> None:
         if self.metrics is not None:

@@ -345,12 +345,21 @@ class ProducerCore:
             )
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the delivery-report thread and release the client."""
+        """Flush, then stop the delivery-report thread and release the client.
+
+        Messages still in flight after ``timeout`` are dropped (each reaches
+        ``error_handler``) and reported by a PushTimeoutError.
+        """
         if self._closed:
             return
         self._closed = True
         try:
             self.flush(timeout)
+        except PushTimeoutError as exc:
+            # librdkafka's close() would wait for them; drop them and say so instead.
+            self.producer.purge()
+            self.producer.poll(0)
+            raise PushTimeoutError(f"{exc}; close() dropped them") from None
         finally:
             self._stop_polling.set()
             if self._poller is not threading.current_thread():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import os
 from collections.abc import Mapping
@@ -29,6 +30,10 @@ _SERVICE_CONF_KEYS = (
     "Shutdown",
     "Profiling",
 )
+
+
+# What error messages call the config being validated: "KqConf", or "<file>: <section>".
+_source: contextvars.ContextVar[str] = contextvars.ContextVar("kqconf_source", default="KqConf")
 
 
 def _canonical(key: str) -> str:
@@ -88,19 +93,20 @@ class KqConf(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, "KqConf")) from None
+            raise ConfigError(_describe(exc, _source.get())) from None
 
     # -- loading --------------------------------------------------------------------
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "KqConf") -> KqConf:
         """Build a KqConf from a mapping with go-zero or snake_case keys."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source}: got {type(data).__name__}; expected a mapping of keys")
+        if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
+            raise ConfigError(f"{source}: got {data!r}; expected a mapping with string keys")
+        token = _source.set(source)
         try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from None
+            return cls(**data)
+        finally:
+            _source.reset(token)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], key: str | None = None) -> KqConf:

@@ -258,6 +258,10 @@ class Queue:
 
         return restore
 
+    def assignment(self) -> list[tuple[str, int]]:
+        """The ``(topic, partition)`` pairs this queue's conns own right now."""
+        return sorted(key for engine in self._engines for key in engine.assignment)
+
     @property
     def engines(self) -> list[ConnEngine]:
         """The conn engines (one per ``Conns``) while running."""

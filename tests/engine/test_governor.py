@@ -1,0 +1,75 @@
+"""The governor: fewer processors for GIL-bound handlers, all of them for I/O-bound ones."""
+
+from __future__ import annotations
+
+from zeroqueue.engine.governor import PROBE_MESSAGES, PROBE_SECONDS, Governor
+
+
+def probe(governor: Governor, start: float, cpu: float, wall: float) -> float:
+    """Feed one probe step of timed messages and tick past its end; return the new time."""
+    for _ in range(PROBE_MESSAGES):
+        governor.record(cpu / PROBE_MESSAGES, wall / PROBE_MESSAGES)
+    now = start + PROBE_SECONDS + 0.01
+    governor.tick(now)
+    return now
+
+
+def test_io_bound_handler_gets_every_processor() -> None:
+    governor = Governor(8)
+    assert governor.limit == 1
+    assert governor.probing
+    # a handler on CPU 1% of the time
+    probe(governor, governor._phase_started, cpu=0.001, wall=0.1)
+    assert governor.limit == 8
+    assert governor.phase == "run"
+    assert not governor.probing
+
+
+def test_gil_bound_handler_runs_on_one_processor() -> None:
+    governor = Governor(8)
+    now = probe(governor, governor._phase_started, cpu=0.1, wall=0.1)
+    assert governor.phase == "pair"
+    assert governor.limit == 2
+    # two processors burn no more CPU per second than one did: they only took turns
+    probe(governor, now, cpu=0.1, wall=0.4)
+    assert governor.limit == 1
+
+
+def test_half_cpu_handler_overlaps_with_one_other() -> None:
+    governor = Governor(8)
+    now = probe(governor, governor._phase_started, cpu=0.05, wall=0.1)
+    probe(governor, now, cpu=0.05, wall=0.2)
+    assert governor.limit == 2
+
+
+def test_handler_computing_outside_the_gil_gets_every_processor() -> None:
+    governor = Governor(8)
+    now = probe(governor, governor._phase_started, cpu=0.2, wall=0.2)
+    # both processors busy the whole step and twice the CPU per second: real parallelism
+    probe(governor, now, cpu=0.8, wall=0.42)
+    assert governor.limit == 8
+
+
+def test_probe_waits_for_enough_measurements() -> None:
+    governor = Governor(4)
+    governor.record(0.001, 0.1)
+    assert not governor.tick(governor._phase_started + PROBE_SECONDS + 0.01)
+    assert governor.phase == "single"
+
+
+def test_the_handler_is_probed_again_after_run_seconds() -> None:
+    governor = Governor(4, run_seconds=10)
+    now = probe(governor, governor._phase_started, cpu=0.001, wall=0.1)
+    assert governor.limit == 4
+    assert not governor.tick(now + 5)
+    assert governor.tick(now + 10.5)
+    assert governor.phase == "single"
+    assert governor.limit == 1
+
+
+def test_one_processor_is_never_probed() -> None:
+    governor = Governor(1)
+    assert governor.phase == "fixed"
+    assert not governor.probing
+    assert not governor.tick(1e9)
+    assert governor.limit == 1

@@ -1,0 +1,382 @@
+"""Pusher and AsyncPusher against the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+
+import pytest
+
+from tests.kafka_helpers import read_topic
+from zeroqueue import (
+    AsyncPusher,
+    ConfigError,
+    DeliveryError,
+    InvalidMessageError,
+    Message,
+    MessageTooLargeError,
+    Pusher,
+    PusherClosedError,
+    PushError,
+    PushTimeoutError,
+)
+from zeroqueue._process import free_port
+
+UNREACHABLE = [f"127.0.0.1:{free_port()}"]
+
+
+def fnv1a_partition(key: bytes, partitions: int) -> int:
+    """Sarama's HashPartitioner / kafka-go's Hash: FNV-1a 32, as int32, mod, abs."""
+    h = 0x811C9DC5
+    for byte in key:
+        h ^= byte
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    signed = h - (1 << 32) if h >= 1 << 31 else h
+    # Go's % truncates toward zero, like math.fmod, unlike Python's %.
+    return abs(signed) % partitions
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The Java client's default partitioner: toPositive(murmur2(key)) % partitions."""
+    m, r = 0x5BD1E995, 24
+    length = len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    tail = key[length - length % 4 :]
+    if len(tail) >= 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def test_fnv1a_reference_matches_known_sarama_values() -> None:
+    # FNV-1a 32 test vectors: "" -> 0x811c9dc5, "a" -> 0xe40c292c, "foobar" -> 0xbf9cf968
+    assert fnv1a_partition(b"", 1 << 30) == abs(0x811C9DC5 - (1 << 32)) % (1 << 30)
+    assert fnv1a_partition(b"a", 1 << 30) == abs(0xE40C292C - (1 << 32)) % (1 << 30)
+    assert fnv1a_partition(b"foobar", 1 << 30) == abs(0xBF9CF968 - (1 << 32)) % (1 << 30)
+
+
+def test_ten_thousand_keyed_messages_arrive_in_key_order(brokers, new_topic) -> None:
+    topic = new_topic(4)
+    with Pusher(brokers, topic) as pusher:
+        for i in range(10_000):
+            pusher.push_with_key(f"user-{i % 97}", f"{i}")
+    records = read_topic(brokers, topic, 10_000)
+    assert len(records) == 10_000
+    per_key: dict[bytes, list[int]] = defaultdict(list)
+    for record in records:
+        per_key[record.key() or b""].append(int(record.value() or b""))
+    assert sorted(v for values in per_key.values() for v in values) == list(range(10_000))
+    for values in per_key.values():
+        assert values == sorted(values)
+
+
+def test_hash_balancer_matches_sarama_and_kafka_go(brokers, new_topic) -> None:
+    topic = new_topic(7)
+    keys = [f"login_log_{i}".encode() for i in range(1000)]
+    with Pusher(brokers, topic) as pusher:
+        for key in keys:
+            pusher.push_with_key(key, b"x")
+    records = read_topic(brokers, topic, 1000)
+    actual = {record.key(): record.partition() for record in records}
+    assert len(actual) == 1000
+    mismatched = [k for k in keys if actual[k] != fnv1a_partition(k, 7)]
+    assert mismatched == []
+    assert len(set(actual.values())) == 7
+
+
+def test_murmur2_balancer_matches_the_java_client(brokers, new_topic) -> None:
+    topic = new_topic(7)
+    keys = [f"order-{i}".encode() for i in range(300)]
+    with Pusher(brokers, topic, balancer="murmur2") as pusher:
+        for key in keys:
+            pusher.push_with_key(key, b"x")
+    actual = {r.key(): r.partition() for r in read_topic(brokers, topic, 300)}
+    assert all(actual[k] == murmur2_partition(k, 7) for k in keys)
+
+
+def test_python_balancers(brokers, new_topic) -> None:
+    topic = new_topic(4)
+    with Pusher(brokers, topic, balancer="round_robin") as pusher:
+        for i in range(40):
+            pusher.push_with_key("same-key", f"{i}")
+    counts = defaultdict(int)
+    for record in read_topic(brokers, topic, 40):
+        counts[record.partition()] += 1
+    assert dict(counts) == {0: 10, 1: 10, 2: 10, 3: 10}
+
+    chosen: list[tuple[bytes | None, int]] = []
+
+    def last_partition(key: bytes | None, count: int) -> int:
+        chosen.append((key, count))
+        return count - 1
+
+    topic = new_topic(3)
+    with Pusher(brokers, topic, balancer=last_partition) as pusher:
+        pusher.push_with_key("k", "v")
+        pusher.push("no key")
+    assert chosen == [(b"k", 3), (None, 3)]
+    assert {r.partition() for r in read_topic(brokers, topic, 2)} == {2}
+
+    topic = new_topic(2)
+    with Pusher(brokers, topic, balancer="least_bytes") as pusher:
+        for size in (100, 10, 10, 10):
+            pusher.push(b"x" * size)
+    sizes = defaultdict(int)
+    for record in read_topic(brokers, topic, 4):
+        sizes[record.partition()] += len(record.value() or b"")
+    assert sorted(sizes.values()) == [30, 100]
+
+
+def test_a_balancer_returning_a_bad_partition_is_refused(brokers, new_topic) -> None:
+    with (
+        Pusher(brokers, new_topic(2), balancer=lambda key, count: 5) as pusher,
+        pytest.raises(PushError, match=r"returned partition 5; topic .* has partitions 0\.\.1"),
+    ):
+        pusher.push("x")
+
+
+def test_headers_and_bytes_round_trip(brokers, new_topic) -> None:
+    topic = new_topic(1)
+    with Pusher(brokers, topic) as pusher:
+        pusher.push_with_key(b"\x00k", b"\xff\x00", headers={"trace": "abc", "n": b"\x01"})
+        pusher.push_with_key("k", "v", headers=[("a", b"1"), ("a", b"2")])
+    first, second = read_topic(brokers, topic, 2)
+    assert (first.key(), first.value()) == (b"\x00k", b"\xff\x00")
+    assert first.headers() == [("trace", b"abc"), ("n", b"\x01")]
+    assert Message.from_kafka(second).header("a") == b"2"
+
+
+def test_sync_push_raises_when_the_broker_is_unreachable() -> None:
+    with Pusher(UNREACHABLE, "t", sync_push=True, delivery_timeout=1) as pusher:
+        with pytest.raises(
+            DeliveryError, match=r"was not delivered: Local: Message timed out"
+        ) as info:
+            pusher.push_with_key("k", "v")
+        assert info.value.count == 1
+        # the reason names what the client saw
+        assert "Connection refused" in str(info.value)
+
+
+def test_sync_push_returns_after_the_ack(brokers, new_topic) -> None:
+    topic = new_topic(1)
+    with Pusher(brokers, topic, sync_push=True) as pusher:
+        pusher.push("acked")
+        # readable before any flush: push returned after the broker stored it
+        assert read_topic(brokers, topic, 1)[0].value() == b"acked"
+
+
+def test_async_failures_surface_at_flush_and_reach_the_error_handler() -> None:
+    failed: list[tuple[Message, PushError]] = []
+    done = threading.Event()
+
+    def on_error(message: Message, error: PushError) -> None:
+        failed.append((message, error))
+        if len(failed) == 5:
+            done.set()
+
+    pusher = Pusher(UNREACHABLE, "t", delivery_timeout=1, error_handler=on_error)
+    for i in range(5):
+        pusher.push_with_key("k", f"v{i}")
+    with pytest.raises(
+        DeliveryError, match=r"^5 message\(s\) to topic 't' were not delivered"
+    ) as info:
+        pusher.flush()
+    assert info.value.count == 5
+    assert info.value.reasons == {"Local: Message timed out": 5}
+    assert done.wait(5)
+    assert sorted(m.value or b"" for m, _ in failed) == [f"v{i}".encode() for i in range(5)]
+    assert all(isinstance(e, DeliveryError) for _, e in failed)
+    # the failures were reported once: a second flush is clean
+    pusher.flush()
+    pusher.close()
+
+
+def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
+    pusher = Pusher(UNREACHABLE, "t", delivery_timeout=1)
+    pusher.push("lost")
+    with pytest.raises(DeliveryError, match="1 message"):
+        pusher.close()
+    with pytest.raises(PusherClosedError):
+        pusher.push("again")
+    with pytest.raises(PusherClosedError):
+        pusher.flush()
+    pusher.close()  # closing twice is fine
+
+
+def test_flush_timeout_names_what_is_still_in_flight() -> None:
+    dropped: list[Message] = []
+    pusher = Pusher(
+        UNREACHABLE, "t", delivery_timeout=30, error_handler=lambda m, e: dropped.append(m)
+    )
+    pusher.push("stuck")
+    with pytest.raises(PushTimeoutError, match=r"1 message\(s\) .* still in flight after 0.3s"):
+        pusher.flush(timeout=0.3)
+    # close() does not wait the 30 s delivery timeout: it drops them and says so
+    with pytest.raises(PushTimeoutError, match="close\\(\\) dropped them"):
+        pusher.close(timeout=0.3)
+    assert [m.value for m in dropped] == [b"stuck"]
+
+
+def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
+    with Pusher(brokers, "t", max_message_bytes=1000) as pusher:
+        with pytest.raises(
+            MessageTooLargeError, match=r"2001 bytes .* max_message_bytes=1000"
+        ) as info:
+            pusher.push_with_key("k", "x" * 2000)
+        assert (info.value.size, info.value.limit) == (2001, 1000)
+
+
+def test_values_of_the_wrong_type_are_refused(brokers) -> None:
+    with Pusher(brokers, "t") as pusher, pytest.raises(InvalidMessageError, match="value int"):
+        pusher.push(12)  # type: ignore[arg-type]
+
+
+def test_a_full_buffer_makes_push_wait_not_fail(brokers, new_topic) -> None:
+    topic = new_topic(1)
+    tiny = {"queue.buffering.max.messages": 5}
+    with Pusher(brokers, topic, kafka_config=tiny) as pusher:
+        for i in range(500):
+            pusher.push(f"{i}")
+    assert len(read_topic(brokers, topic, 500)) == 500
+
+
+def test_a_buffer_that_stays_full_times_out() -> None:
+    tiny = {"queue.buffering.max.messages": 2}
+    pusher = Pusher(UNREACHABLE, "t", buffer_full_timeout=0.2, kafka_config=tiny)
+    pusher.push("a")
+    pusher.push("b")
+    with pytest.raises(PushTimeoutError, match=r"stayed full for buffer_full_timeout=0\.2s"):
+        pusher.push("c")
+    with pytest.raises(PushTimeoutError, match="dropped"):
+        pusher.close(timeout=0.1)
+
+
+def test_threads_can_share_a_pusher(brokers, new_topic) -> None:
+    topic = new_topic(3)
+    with Pusher(brokers, topic) as pusher:
+        threads = [
+            threading.Thread(
+                target=lambda n=n: [pusher.push_with_key(f"t{n}", f"{n}:{i}") for i in range(500)]
+            )
+            for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    values = [r.value() for r in read_topic(brokers, topic, 4000)]
+    assert len(set(values)) == 4000
+
+
+def test_missing_topic_without_auto_creation_fails_with_sync_push(brokers) -> None:
+    with (
+        Pusher(brokers, "does-not-exist-xyz", sync_push=True, delivery_timeout=1) as pusher,
+        pytest.raises(DeliveryError, match="does-not-exist-xyz"),
+    ):
+        pusher.push("x")
+
+
+def test_auto_topic_creation_creates_the_topic(brokers, request) -> None:
+    topic = f"auto-{request.node.name}"
+    with Pusher(brokers, topic, allow_auto_topic_creation=True, sync_push=True) as pusher:
+        pusher.push("created")
+    assert read_topic(brokers, topic, 1)[0].value() == b"created"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("chunk_size", 0, "chunk_size: got 0; expected a number > 0"),
+        ("flush_interval", -1, "flush_interval: got -1; expected a number >= 0"),
+        ("acks", 2, "acks: got 2; expected 'all', -1, 1 or 0"),
+        ("compression", "brotli", "compression: got 'brotli'"),
+        ("balancer", "sticky", "balancer: got 'sticky'; expected one of 'hash'"),
+        ("username", "alice", "Password: got an empty password for Username='alice'"),
+        ("ca_file", "/nope.pem", "CaFile: got '/nope.pem'; expected a readable PEM file"),
+    ],
+)
+def test_bad_options_name_the_option(option: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Pusher(["127.0.0.1:9092"], "t", **{option: value})
+
+
+def test_idempotence_needs_acks_all() -> None:
+    with pytest.raises(ConfigError, match="idempotence: got True with acks=1"):
+        Pusher(["127.0.0.1:9092"], "t", acks=1, idempotence=True)
+    with Pusher(["127.0.0.1:9092"], "t", acks=1) as pusher:
+        assert not pusher.options.idempotent
+
+
+def test_async_pusher_pushes_and_flushes(brokers, new_topic) -> None:
+    topic = new_topic(2)
+
+    async def main() -> None:
+        async with AsyncPusher(brokers, topic) as pusher:
+            for i in range(1000):
+                await pusher.push_with_key(f"k{i % 5}", f"{i}")
+            await pusher.flush()
+            assert len(pusher) == 0
+
+    asyncio.run(main())
+    records = read_topic(brokers, topic, 1000)
+    per_key: dict[bytes, list[int]] = defaultdict(list)
+    for record in records:
+        per_key[record.key() or b""].append(int(record.value() or b""))
+    assert all(values == sorted(values) for values in per_key.values())
+    assert sum(len(v) for v in per_key.values()) == 1000
+
+
+def test_async_pusher_sync_push_and_failures() -> None:
+    async def main() -> None:
+        pusher = AsyncPusher(UNREACHABLE, "t", sync_push=True, delivery_timeout=1)
+        with pytest.raises(DeliveryError, match="Message timed out"):
+            await pusher.push("x")
+        await pusher.close()
+
+        pusher = AsyncPusher(UNREACHABLE, "t", delivery_timeout=1)
+        await pusher.push("y")
+        with pytest.raises(DeliveryError, match="1 message"):
+            await pusher.flush()
+        await pusher.close()
+        with pytest.raises(PusherClosedError):
+            await pusher.push("z")
+
+    asyncio.run(main())
+
+
+def test_async_sync_push_does_not_block_the_loop(brokers, new_topic) -> None:
+    topic = new_topic(1)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        async with AsyncPusher(brokers, topic, sync_push=True) as pusher:
+            for i in range(20):
+                await pusher.push(f"{i}")
+        task.cancel()
+        return ticks
+
+    assert asyncio.run(main()) > 1
+    assert len(read_topic(brokers, topic, 20)) == 20

@@ -1,0 +1,448 @@
+"""kq.Queue against the embedded broker: order, no loss, failures, shutdown, rebalance."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from tests.kafka_helpers import (
+    Recorder,
+    committed_offsets,
+    eventually,
+    fast_queue_options,
+    running,
+)
+from zeroqueue import (
+    BrokerUnavailableError,
+    ConfigError,
+    DecodeError,
+    KqConf,
+    Message,
+    Pusher,
+    Queue,
+)
+from zeroqueue._process import free_port
+
+
+def conf(brokers: list[str], topic: str | list[str], group: str, **fields: object) -> KqConf:
+    return KqConf(Brokers=brokers, Group=group, Topic=topic, Offset="first", **fields)
+
+
+def push(brokers: list[str], topic: str, count: int, keys: int = 50, start: int = 0) -> None:
+    with Pusher(brokers, topic) as pusher:
+        for i in range(start, start + count):
+            pusher.push_with_key(f"user-{i % keys}", f"{i}")
+
+
+def assert_key_order(by_key: dict[str, list[str]]) -> None:
+    for key, values in by_key.items():
+        numbers = [int(v) for v in values]
+        assert numbers == sorted(numbers), f"key {key} out of order"
+
+
+def test_every_keyed_message_is_handled_in_key_order_with_8_processors(
+    brokers, new_topic, group
+) -> None:
+    # given 20,000 keyed messages on 4 partitions
+    topic = new_topic(4)
+    push(brokers, topic, 20_000, keys=200)
+    recorder = Recorder()
+    # when a Queue with 8 processors consumes them
+    with running(
+        Queue(conf(brokers, topic, group, Processors=8), recorder, **fast_queue_options())
+    ):
+        assert recorder.wait_for(20_000)
+    # then each was handled once, and every key saw its messages in order
+    values = sorted(int(v) for _, v in recorder.seen)
+    assert values == list(range(20_000))
+    assert_key_order(recorder.by_key())
+    assert sum(committed_offsets(brokers, group, topic).values()) == 20_000
+
+
+def test_parallel_processors_overlap_slow_handlers(brokers, new_topic, group) -> None:
+    # given a handler that waits 20 ms (I/O) and records how many run at once
+    topic = new_topic(4)
+    push(brokers, topic, 400, keys=400)
+    running_now, peak = 0, 0
+    lock = threading.Lock()
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        nonlocal running_now, peak
+        with lock:
+            running_now += 1
+            peak = max(peak, running_now)
+        time.sleep(0.02)
+        with lock:
+            running_now -= 1
+        recorder(key, value)
+
+    with running(Queue(conf(brokers, topic, group, Processors=8), handle, **fast_queue_options())):
+        assert recorder.wait_for(400)
+    # then several ran at once (different keys run in parallel)
+    assert peak >= 4
+
+
+def test_same_key_never_runs_concurrently(brokers, new_topic, group) -> None:
+    topic = new_topic(2)
+    push(brokers, topic, 600, keys=3)
+    active: set[str] = set()
+    overlaps: list[str] = []
+    lock = threading.Lock()
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        with lock:
+            if key in active:
+                overlaps.append(key)
+            active.add(key)
+        time.sleep(0.001)
+        with lock:
+            active.discard(key)
+        recorder(key, value)
+
+    with running(Queue(conf(brokers, topic, group, Processors=8), handle, **fast_queue_options())):
+        assert recorder.wait_for(600)
+    assert overlaps == []
+    assert_key_order(recorder.by_key())
+
+
+def test_force_commit_false_retries_a_failing_message_without_skipping_it(
+    brokers, new_topic, group
+) -> None:
+    # given a handler that fails three times on message "2", then succeeds
+    topic = new_topic(1)
+    push(brokers, topic, 5, keys=1)
+    failures: list[tuple[Message, BaseException]] = []
+    attempts: dict[str, int] = defaultdict(int)
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        attempts[value] += 1
+        if value == "2" and attempts[value] <= 3:
+            raise RuntimeError(f"flaky #{attempts[value]}")
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, ForceCommit=False),
+        handle,
+        error_handler=lambda message, error: failures.append((message, error)),
+        retry_backoff=0.05,
+        **fast_queue_options(),
+    )
+    with running(queue):
+        assert recorder.wait_for(5)
+    # then it was handled, in its place, after three reported failures
+    assert [v for _, v in recorder.seen] == ["0", "1", "2", "3", "4"]
+    assert attempts["2"] == 4
+    assert [str(e) for _, e in failures] == ["flaky #1", "flaky #2", "flaky #3"]
+    assert {m.offset for m, _ in failures} == {2}
+    assert committed_offsets(brokers, group, topic) == {0: 5}
+
+
+def test_force_commit_false_never_commits_past_a_message_that_keeps_failing(
+    brokers, new_topic, group
+) -> None:
+    # given three handled and committed messages
+    topic = new_topic(1)
+    push(brokers, topic, 3, keys=6)
+    recorder = Recorder()
+    failures = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        if value == "3":
+            raise RuntimeError("always")
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, ForceCommit=False),
+        handle,
+        error_handler=lambda message, error: failures(message.key_str, str(error)),
+        retry_backoff=0.05,
+        max_retry_backoff=0.05,
+        shutdown_timeout=0.5,
+        **fast_queue_options(),
+    )
+    with running(queue):
+        assert recorder.wait_for(3)
+        assert eventually(lambda: committed_offsets(brokers, group, topic) == {0: 3})
+        # when the next message keeps failing (other keys behind it are handled)
+        push(brokers, topic, 3, keys=6, start=3)
+        assert recorder.wait_for(5)
+        assert failures.wait_for(3)
+    # then the commit never moved past it: it will be delivered again
+    assert sorted(v for _, v in recorder.seen) == ["0", "1", "2", "4", "5"]
+    assert committed_offsets(brokers, group, topic) == {0: 3}
+
+
+def test_force_commit_true_reports_and_moves_on(brokers, new_topic, group) -> None:
+    topic = new_topic(1)
+    push(brokers, topic, 4, keys=1)
+    failures: list[tuple[Message, BaseException]] = []
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        if value == "1":
+            raise ValueError("bad order")
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group),
+        handle,
+        error_handler=lambda m, e: failures.append((m, e)),
+        **fast_queue_options(),
+    )
+    with running(queue):
+        assert recorder.wait_for(3)
+    assert [v for _, v in recorder.seen] == ["0", "2", "3"]
+    assert [(m.offset, str(e)) for m, e in failures] == [(1, "bad order")]
+
+
+def test_stop_drains_in_flight_messages_and_commits_them(brokers, new_topic, group) -> None:
+    # given a slow handler and more messages than it gets through before stop()
+    topic = new_topic(2)
+    push(brokers, topic, 300, keys=300)
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        time.sleep(0.01)
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, Processors=4),
+        handle,
+        queue_capacity=40,
+        **fast_queue_options(),
+    )
+    with running(queue):
+        assert recorder.wait_for(20)
+        fetched_before_stop = queue.engines[0].dispatched
+    # then everything fetched was handled before stop() returned, and committed
+    handled = {int(v) for _, v in recorder.seen}
+    assert len(handled) == len(recorder.seen) >= fetched_before_stop
+    committed = committed_offsets(brokers, group, topic)
+    assert sum(max(offset, 0) for offset in committed.values()) == len(handled)
+    # a new member of the group starts right after what was handled
+    rest = Recorder()
+    with running(Queue(conf(brokers, topic, group), rest, **fast_queue_options())):
+        assert rest.wait_for(300 - len(handled))
+    assert handled.isdisjoint(int(v) for _, v in rest.seen)
+    assert handled | {int(v) for _, v in rest.seen} == set(range(300))
+
+
+def test_two_queues_split_partitions_and_one_takes_over(brokers, new_topic, group) -> None:
+    topic = new_topic(6)
+    both = Recorder()
+    seen_by: dict[str, list[str]] = {"one": [], "two": []}
+
+    def handler(name: str):
+        def handle(key: str, value: str) -> None:
+            seen_by[name].append(value)
+            both(key, value)
+
+        return handle
+
+    one = Queue(conf(brokers, topic, group), handler("one"), **fast_queue_options())
+    two = Queue(conf(brokers, topic, group), handler("two"), **fast_queue_options())
+    with running(one):
+        with running(two):
+            # given both members own part of the topic, without overlap
+            assert eventually(
+                lambda: (
+                    len(one.assignment()) + len(two.assignment()) == 6
+                    and bool(one.assignment())
+                    and bool(two.assignment())
+                )
+            )
+            assert set(one.assignment()).isdisjoint(two.assignment())
+            push(brokers, topic, 3000, keys=300)
+            assert both.wait_for_distinct(3000)
+            assert seen_by["one"]
+            assert seen_by["two"]
+        # when the second stops, the first takes over its partitions
+        assert eventually(lambda: len(one.assignment()) == 6)
+        push(brokers, topic, 3000, keys=300, start=3000)
+        assert both.wait_for_distinct(6000)
+    # then nothing was lost
+    assert {int(v) for _, v in both.seen} == set(range(6000))
+    assert_key_order({k: v for k, v in both.by_key().items() if k})
+
+
+def test_conns_gives_several_members_in_one_process(brokers, new_topic, group) -> None:
+    topic = new_topic(4)
+    push(brokers, topic, 1000)
+    recorder = Recorder()
+    queue = Queue(conf(brokers, topic, group, Conns=2), recorder, **fast_queue_options())
+    with running(queue):
+        assert recorder.wait_for(1000)
+        owned = [engine.assignment for engine in queue.engines]
+    assert len(owned) == 2
+    assert all(owned)
+    assert set(owned[0]).isdisjoint(owned[1])
+    assert sorted(int(v) for _, v in recorder.seen) == list(range(1000))
+
+
+def test_undecodable_messages_reach_the_error_handler(brokers, new_topic, group) -> None:
+    topic = new_topic(1)
+    with Pusher(brokers, topic) as pusher:
+        pusher.push_with_key("k", "before")
+        pusher.push_with_key("k", b"\xff\xfe not utf-8")
+        pusher.push_with_key("k", "after")
+    failures: list[tuple[Message, BaseException]] = []
+    recorder = Recorder()
+    queue = Queue(
+        conf(brokers, topic, group),
+        recorder,
+        error_handler=lambda m, e: failures.append((m, e)),
+        **fast_queue_options(),
+    )
+    with running(queue):
+        assert recorder.wait_for(2)
+    assert [v for _, v in recorder.seen] == ["before", "after"]
+    [(message, error)] = failures
+    assert isinstance(error, DecodeError)
+    assert f"value of {topic}[0]@1 is not valid UTF-8" in str(error)
+    assert message.value == b"\xff\xfe not utf-8"
+
+
+def test_message_handlers_get_the_whole_record(brokers, new_topic, group) -> None:
+    topic = new_topic(1)
+    with Pusher(brokers, topic) as pusher:
+        pusher.push_with_key(b"\x01key", b"\x00raw", headers={"trace-id": "t-1"})
+    received: list[Message] = []
+    got = threading.Event()
+
+    def handle(message: Message) -> None:
+        received.append(message)
+        got.set()
+
+    before = time.time()
+    with running(Queue(conf(brokers, topic, group), handle, **fast_queue_options())):
+        assert got.wait(30)
+    [message] = received
+    assert (message.topic, message.partition, message.offset) == (topic, 0, 0)
+    assert (message.key, message.value) == (b"\x01key", b"\x00raw")
+    assert message.header("trace-id") == b"t-1"
+    assert message.timestamp is not None
+    assert before - 60 < message.timestamp < time.time() + 1
+
+
+def test_async_handlers_keep_key_order(brokers, new_topic, group) -> None:
+    topic = new_topic(3)
+    push(brokers, topic, 2000, keys=40)
+    recorder = Recorder()
+    concurrent, peak = 0, 0
+
+    async def handle(key: str, value: str) -> None:
+        nonlocal concurrent, peak
+        concurrent += 1
+        peak = max(peak, concurrent)
+        await asyncio.sleep(0.001)
+        concurrent -= 1
+        recorder(key, value)
+
+    with running(Queue(conf(brokers, topic, group, Processors=8), handle, **fast_queue_options())):
+        assert recorder.wait_for(2000)
+    assert sorted(int(v) for _, v in recorder.seen) == list(range(2000))
+    assert_key_order(recorder.by_key())
+    assert peak > 1
+
+
+def test_go_queue_style_consume_objects_work(brokers, new_topic, group) -> None:
+    topic = new_topic(1)
+    push(brokers, topic, 10, keys=1)
+    recorder = Recorder()
+
+    class PaymentSuccess:
+        def consume(self, key: str, value: str) -> None:
+            recorder(key, value)
+
+    with running(Queue(conf(brokers, topic, group), PaymentSuccess(), **fast_queue_options())):
+        assert recorder.wait_for(10)
+    assert [v for _, v in recorder.seen] == [str(i) for i in range(10)]
+
+
+def test_regex_and_list_subscriptions(brokers, new_topic, group, kafka) -> None:
+    suffix = new_topic(1)
+    first, second = f"orders-a-{suffix}", f"orders-b-{suffix}"
+    kafka.create_topic(first, 2)
+    kafka.create_topic(second, 1)
+    push(brokers, first, 30)
+    push(brokers, second, 20, start=30)
+    for topics in (f"^orders-.*-{suffix}$", [first, second]):
+        recorder = Recorder()
+        queue = Queue(
+            conf(brokers, topics, f"{group}-{len(str(topics))}"), recorder, **fast_queue_options()
+        )
+        with running(queue):
+            assert recorder.wait_for(50)
+        assert sorted(int(v) for _, v in recorder.seen) == list(range(50))
+
+
+def test_partition_ordering_and_metrics_hook(brokers, new_topic, group) -> None:
+    topic = new_topic(2)
+    push(brokers, topic, 200, keys=200)
+    observed: list[tuple[str, int, float, BaseException | None]] = []
+    recorder = Recorder()
+    queue = Queue(
+        conf(brokers, topic, group),
+        recorder,
+        ordering="partition",
+        metrics=lambda t, p, seconds, error: observed.append((t, p, seconds, error)),
+        **fast_queue_options(),
+    )
+    with running(queue):
+        assert recorder.wait_for(200)
+    assert len(observed) == 200
+    assert {t for t, _, _, _ in observed} == {topic}
+    assert all(seconds >= 0 and error is None for _, _, seconds, error in observed)
+
+
+def test_a_small_buffer_bounds_messages_in_flight(brokers, new_topic, group) -> None:
+    topic = new_topic(4)
+    push(brokers, topic, 600, keys=600)
+    peak = 0
+    recorder = Recorder()
+    queue: Queue
+
+    def handle(key: str, value: str) -> None:
+        nonlocal peak
+        peak = max(peak, queue.engines[0].board.in_flight)
+        time.sleep(0.002)
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, Processors=4), handle, queue_capacity=25, **fast_queue_options()
+    )
+    with running(queue):
+        assert recorder.wait_for(600)
+    assert 0 < peak <= 25
+
+
+def test_a_broker_that_is_down_is_a_clear_error_at_start(group) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    queue = Queue(
+        KqConf(Brokers=[address], Group=group, Topic="t"), lambda k, v: None, connect_timeout=0.5
+    )
+    with pytest.raises(BrokerUnavailableError, match=rf"Brokers=\['{address}'\] .* within 0.5s"):
+        queue.start()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("commit_interval", 0, "commit_interval: got 0; expected a number > 0"),
+        ("queue_capacity", 0, "queue_capacity: got 0; expected a number >= 1"),
+        ("session_timeout", 0.1, "session_timeout: got 0.1; expected a number >= 1"),
+        ("ordering", "random", "ordering: got 'random'; expected 'key' or 'partition'"),
+        ("error_handler", 3, "error_handler: got 3; expected a callable"),
+    ],
+)
+def test_bad_queue_options_name_the_option(option: str, value: object, message: str) -> None:
+    conf_ = KqConf(Brokers=["127.0.0.1:9092"], Group="g", Topic="t")
+    with pytest.raises(ConfigError, match=message):
+        Queue(conf_, lambda k, v: None, **{option: value})
