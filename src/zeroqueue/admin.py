@@ -1,4 +1,4 @@
-"""Small administrative helpers: wait for a cluster, create a topic."""
+"""Small administrative helpers: wait for a cluster, create a topic, read a group's commits."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue.errors import BrokerUnavailableError, ZeroQueueError
 
-__all__ = ["create_topic", "wait_for_metadata"]
+__all__ = ["committed_offsets", "create_topic", "wait_for_metadata"]
 
 
 def _admin(brokers: Sequence[str], kafka_config: Mapping[str, Any] | None) -> AdminClient:
@@ -81,3 +81,44 @@ def create_topic(
                 f"topic {name!r} was created but its metadata did not appear within {timeout}s"
             )
         time.sleep(0.05)
+
+
+def committed_offsets(
+    brokers: Sequence[str],
+    group: str,
+    topic: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> dict[int, int | None]:
+    """The offset ``group`` committed on each partition of ``topic`` (``None``: never).
+
+    A committed offset is the next one the group will read. Reads only: it does
+    not join the group, so it is safe while the group runs.
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: ``topic`` does not exist.
+
+    """
+    settings = client_settings(brokers, overrides=kafka_config) | {
+        "group.id": group,
+        "enable.auto.commit": False,
+    }
+    consumer = Consumer(settings)
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise ZeroQueueError(f"topic {topic!r} does not exist on Brokers={list(brokers)}")
+        positions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+        return {
+            position.partition: position.offset if position.offset >= 0 else None
+            for position in consumer.committed(positions, timeout=timeout)
+        }
+    except KafkaException as exc:
+        raise BrokerUnavailableError(
+            f"reading the offsets of group {group!r} on {topic!r} from Brokers={list(brokers)} "
+            f"failed: {exc.args[0].str() if exc.args else exc}"
+        ) from exc
+    finally:
+        consumer.close()

@@ -1,0 +1,165 @@
+"""Keyed push throughput: zeroqueue's Pusher against a raw confluent-kafka Producer loop.
+
+Both producers get the same librdkafka settings: the raw one reuses the exact
+dict the Pusher builds (acks, idempotence, linger, batch size, partitioner,
+delivery.report.only.error, compression), captured while a Pusher is created.
+The timed window runs from the first push through the final flush.
+
+    python -m bench.push --messages 500000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from bench._common import Result, base_parser, broker, keys, log, median, print_table, unique
+from zeroqueue.admin import create_topic
+from zeroqueue.kq import Pusher, _producer
+
+PARTITIONS = 8
+KEY_COUNT = 1000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One comparison: a message size and a set of Pusher options."""
+
+    label: str
+    value_size: int
+    messages: int
+    options: dict[str, Any]
+
+
+def scenarios(messages_100b: int, messages_1k: int) -> list[Scenario]:
+    """Both message sizes, idempotent (the Pusher default) and acks=1."""
+    modes = {
+        "acks=all idempotent": {},
+        "acks=1": {"acks": 1, "idempotence": False},
+    }
+    return [
+        Scenario(f"push {size_label} keyed, {mode}", size, count, options)
+        for size_label, size, count in (("100 B", 100, messages_100b), ("1 KiB", 1024, messages_1k))
+        for mode, options in modes.items()
+    ]
+
+
+def pusher_settings(brokers: str, topic: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The librdkafka settings a Pusher with ``options`` gives its Producer."""
+    captured: dict[str, Any] = {}
+    real = _producer.Producer
+
+    def capture(settings: dict[str, Any]) -> Any:
+        captured.update(settings)
+        return real(settings)
+
+    _producer.Producer = capture
+    try:
+        Pusher([brokers], topic, **options).close()
+    finally:
+        _producer.Producer = real
+    return captured
+
+
+def raw_settings(pusher: dict[str, Any], failures: list[str]) -> dict[str, Any]:
+    """The Pusher's settings, with callbacks that note failures in ``failures``."""
+
+    def on_delivery(error: KafkaError | None, message: object) -> None:
+        if error is not None:
+            failures.append(error.str())
+
+    def on_error(error: KafkaError) -> None:
+        failures.append(error.str())
+
+    return pusher | {"on_delivery": on_delivery, "error_cb": on_error}
+
+
+def push_zeroqueue(
+    brokers: str, topic: str, scenario: Scenario, names: Sequence[str], value: bytes
+) -> float:
+    with Pusher([brokers], topic, **scenario.options) as pusher:
+        push = pusher.push_with_key
+        count, key_count = scenario.messages, len(names)
+        started = time.perf_counter()
+        for i in range(count):
+            push(names[i % key_count], value)
+        pusher.flush()
+        return count / (time.perf_counter() - started)
+
+
+def push_raw(
+    settings: dict[str, Any], topic: str, scenario: Scenario, names: Sequence[str], value: bytes
+) -> float:
+    producer = Producer(settings)
+    produce, poll = producer.produce, producer.poll
+    count, key_count = scenario.messages, len(names)
+    started = time.perf_counter()
+    for i in range(count):
+        key = names[i % key_count]
+        while True:
+            try:
+                produce(topic, value, key)
+                break
+            except BufferError:
+                poll(0.005)
+    if producer.flush(120.0):
+        raise RuntimeError("raw producer: messages still in flight after 120s")
+    elapsed = time.perf_counter() - started
+    producer.close()
+    return count / elapsed
+
+
+def compare(brokers: str, scenario: Scenario, rounds: int) -> Result:
+    """Interleave raw and zeroqueue rounds on fresh topics; report the medians."""
+    names = keys(KEY_COUNT)
+    value = b"v" * scenario.value_size
+    failures: list[str] = []
+    settings = raw_settings(pusher_settings(brokers, unique("probe"), scenario.options), failures)
+    runs: dict[str, Callable[[str], float]] = {
+        "raw": lambda topic: push_raw(settings, topic, scenario, names, value),
+        "zeroqueue": lambda topic: push_zeroqueue(brokers, topic, scenario, names, value),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(1, rounds + 1):
+        for name, run in runs.items():
+            topic = unique("push")
+            create_topic([brokers], topic, partitions=PARTITIONS)
+            rates[name].append(run(topic))
+            if failures:
+                raise RuntimeError(f"raw producer failed: {failures[:3]}")
+            log(f"  {scenario.label}: round {round_}/{rounds} {name:>9}: {rates[name][-1]:>11,.0f} msg/s")
+    return Result(
+        scenario.label,
+        "msg/s",
+        median(rates["zeroqueue"]),
+        median(rates["raw"]),
+        "raw",
+    )
+
+
+def run(rounds: int, quick: bool, messages: int | None = None) -> list[Result]:
+    """All push comparisons on one embedded broker."""
+    count_100b = messages or (20_000 if quick else 500_000)
+    count_1k = max(1, count_100b * 2 // 5)
+    with broker() as brokers:
+        return [compare(brokers, s, rounds) for s in scenarios(count_100b, count_1k)]
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0] if __doc__ else "push benchmark")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=None,
+        help="messages of 100 B per run (1 KiB runs push 2/5 of it); default 500000",
+    )
+    args = parser.parse_args()
+    print_table(run(args.rounds, args.quick, args.messages))
+
+
+if __name__ == "__main__":
+    main()
