@@ -6,12 +6,13 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue import Queue
+from zeroqueue import Queue, admin
 
 # Tansu holds a JoinGroup for about half the session timeout: keep it short in tests.
 SHORT_SESSION_TIMEOUT = 2.0
@@ -126,3 +127,20 @@ def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
 def fast_queue_options() -> dict[str, Any]:
     """Queue options that keep tests quick on the embedded broker."""
     return {"session_timeout": SHORT_SESSION_TIMEOUT, "max_wait": 0.1, "commit_interval": 0.2}
+
+
+@dataclass(frozen=True)
+class TlsKafka:
+    """A Kafka cluster that speaks only TLS (see the ``tls_kafka`` fixture)."""
+
+    bootstrap: str
+    ca_file: str
+    wrong_ca_file: str
+
+    @property
+    def ssl(self) -> dict[str, str]:
+        """librdkafka settings that reach this cluster with its CA."""
+        return {"security.protocol": "SSL", "ssl.ca.location": self.ca_file}
+
+    def create_topic(self, name: str, partitions: int = 1) -> None:
+        admin.create_topic([self.bootstrap], name, partitions=partitions, kafka_config=self.ssl)

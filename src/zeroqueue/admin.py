@@ -10,14 +10,21 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from zeroqueue._kafka.settings import client_settings
+from zeroqueue._kafka.settings import ClientErrors, client_settings
 from zeroqueue.errors import BrokerUnavailableError, ZeroQueueError
 
 __all__ = ["committed_offsets", "create_topic", "wait_for_metadata"]
 
 
-def _admin(brokers: Sequence[str], kafka_config: Mapping[str, Any] | None) -> AdminClient:
-    return AdminClient(client_settings(brokers, overrides=kafka_config))
+def _admin(
+    brokers: Sequence[str],
+    kafka_config: Mapping[str, Any] | None,
+    errors: ClientErrors | None = None,
+) -> AdminClient:
+    settings = client_settings(brokers, overrides=kafka_config)
+    if errors is not None:
+        settings["error_cb"] = errors.record
+    return AdminClient(settings)
 
 
 def wait_for_metadata(
@@ -32,12 +39,15 @@ def wait_for_metadata(
         BrokerUnavailableError: no broker answered within ``timeout`` seconds.
 
     """
+    errors = ClientErrors()
+    client = _admin(brokers, kafka_config, errors)
     try:
-        _admin(brokers, kafka_config).list_topics(timeout=timeout)
+        client.list_topics(timeout=timeout)
     except KafkaException as exc:
+        client.poll(0)  # serve the error_cb calls that say why (TLS, SASL, refused, ...)
         raise BrokerUnavailableError(
             f"no broker of Brokers={list(brokers)} answered a metadata request "
-            f"within {timeout}s: {exc.args[0].str() if exc.args else exc}"
+            f"within {timeout}s: {exc.args[0].str() if exc.args else exc}{errors.hint()}"
         ) from exc
 
 

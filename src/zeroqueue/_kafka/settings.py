@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from confluent_kafka import KafkaError
+
 from zeroqueue.errors import ConfigError
 
-__all__ = ["SASL_MECHANISMS", "SaslMechanism", "Security", "client_settings"]
+__all__ = ["SASL_MECHANISMS", "ClientErrors", "SaslMechanism", "Security", "client_settings"]
 
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SASL_MECHANISMS: tuple[SaslMechanism, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -102,3 +104,24 @@ def client_settings(
     if overrides:
         settings |= dict(overrides)
     return settings
+
+
+class ClientErrors:
+    """Remembers why a client cannot reach the cluster, to name it in our errors.
+
+    librdkafka reports connection trouble through ``error_cb`` only; without
+    this the user would read "transport failure" and never "certificate verify
+    failed". A later "N/M brokers are down" does not hide a more specific cause.
+    """
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def record(self, error: KafkaError) -> None:
+        """The ``error_cb`` to give librdkafka."""
+        if error.code() != KafkaError._ALL_BROKERS_DOWN or not self.last:
+            self.last = error.str()
+
+    def hint(self) -> str:
+        """`` (last client error: ...)`` or ''."""
+        return f" (last client error: {self.last})" if self.last else ""

@@ -21,7 +21,13 @@ from typing import Any, Literal, TypeAlias
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue._kafka.settings import KAFKA_LOGGER, SaslMechanism, Security, client_settings
+from zeroqueue._kafka.settings import (
+    KAFKA_LOGGER,
+    ClientErrors,
+    SaslMechanism,
+    Security,
+    client_settings,
+)
 from zeroqueue.errors import (
     ConfigError,
     DeliveryError,
@@ -160,7 +166,7 @@ class ProducerCore:
         self._lock = threading.Lock()
         self._failed = 0
         self._reasons: Counter[str] = Counter()
-        self._last_client_error: str = ""
+        self._client_errors = ClientErrors()
         self._closed = False
         security = Security(
             username=options.username,
@@ -391,13 +397,12 @@ class ProducerCore:
             _log.exception("error_handler of the pusher for topic %r raised", self.topic)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        self._last_client_error = error.str()
+        self._client_errors.record(error)
         if error.fatal():
             KAFKA_LOGGER.critical("fatal producer error on topic %r: %s", self.topic, error.str())
 
     def _client_error_hint(self) -> str:
-        last = self._last_client_error
-        return f" (last client error: {last})" if last else ""
+        return self._client_errors.hint()
 
     # -- Python balancers -----------------------------------------------------------
 
