@@ -73,3 +73,35 @@ def test_one_processor_is_never_probed() -> None:
     assert not governor.probing
     assert not governor.tick(1e9)
     assert governor.limit == 1
+
+
+def test_the_probe_is_timed_from_its_first_measurement_not_from_start_up() -> None:
+    # given a governor built before a group join that took over a second
+    governor = Governor(8)
+    governor._phase_started -= 1.15
+    # when the first batch of a no-op handler is timed during a stall
+    governor.record(cpu=0.0002, wall=0.0026, messages=500)
+    # then one batch is not enough to decide
+    assert not governor.tick()
+    assert governor.phase == "single"
+
+
+def test_a_probe_needs_enough_timed_wall_time() -> None:
+    governor = Governor(8)
+    probe(governor, governor._phase_started, cpu=0.0002, wall=0.0026)
+    assert governor.phase == "single"
+    probe(governor, governor._phase_started, cpu=0.02, wall=0.02)
+    assert governor.phase == "pair"
+    assert governor.limit == 2
+
+
+def test_a_handler_of_a_few_microseconds_skips_the_pair_step() -> None:
+    # given a no-op handler: 5,000 messages on CPU all the time, 2 us each
+    governor = Governor(8)
+    governor.record(cpu=0.01, wall=0.01, messages=5000)
+    governor.record(cpu=0.01, wall=0.01, messages=5000)
+    # when the probe step ends
+    assert not governor.tick(governor._phase_started + PROBE_SECONDS + 0.01)
+    # then it runs on one processor straight away, without trying two
+    assert governor.phase == "run"
+    assert governor.limit == 1

@@ -156,9 +156,8 @@ class ConnEngine(RebalanceListener):
                 continue
             # With work waiting for this thread, only take what is already fetched.
             wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
-            records = source.fetch(min(room, MAX_FETCH), wait)
-            if records:
-                self._dispatch(records)
+            # No local holds the batch: handled records are freed before the next fetch.
+            self._dispatch(source.fetch(min(room, MAX_FETCH), wait))
 
     def _relieve(self, source: Source, capacity: int) -> None:
         """The buffer is full: wait a little for room, else pause fetching."""

@@ -9,10 +9,11 @@ The governor tells them apart by measuring. During a short *probe* one
 processor runs and times each message: CPU time against wall time. A handler
 on CPU half the time overlaps with one other, one on CPU 1% of the time with a
 hundred, so the governor allows ``round(wall / cpu)`` processors, at most
-``processors``. If that is fewer than all, a second probe step runs two
-processors: if both stayed busy and together burned clearly more CPU per second
-than one could (the handler computes outside the GIL, as hashlib or zlib do),
-every processor is allowed.
+``processors``. If that is fewer than all, and the handler takes long enough per
+message for threads to matter at all, a second probe step runs two processors:
+if both stayed busy and together burned clearly more CPU per second than one
+could (the handler computes outside the GIL, as hashlib or zlib do), every
+processor is allowed.
 The allowance holds for ``run_seconds``, then the handler is probed again.
 
 Plain Python: processors report what they measured, the fetch thread calls
@@ -32,11 +33,20 @@ PROBE_SECONDS = 0.2
 PROBE_MESSAGES = 20
 # ...or after this long with at least one timed message.
 PROBE_MAX_SECONDS = 2.0
+# Timed handler wall time a probe step needs before it decides: a decision on a
+# fraction of a millisecond can be swayed by one preemption (measured: a no-op
+# handler whose first 500 messages took 0.3 ms looked 90% idle after a 2 ms stall).
+PROBE_MIN_WALL = 0.02
 # In the pair step both processors count as busy when their timed messages cover this
 # share of the step (2.0 = both busy throughout)...
 PAIR_BUSY = 1.6
 # ...and as running in parallel when they burned this many single-processor CPU shares.
 PAIR_GAIN = 1.4
+# Handlers quicker than this per message skip the pair step: handing a message to
+# another thread costs microseconds, so even GIL-free work that short cannot gain
+# from a second processor, while the step itself runs two threads fighting for the
+# GIL (measured: a no-op handler at about half speed for the step's duration).
+PAIR_MIN_SECONDS_PER_MESSAGE = 50e-6
 
 
 class Governor:
@@ -49,6 +59,9 @@ class Governor:
         self._cpu = 0.0
         self._wall = 0.0
         self._messages = 0
+        # When this step's first timed message was recorded: steps are measured from
+        # there, not from when they began (the first one begins before the group join).
+        self._first_timed: float | None = None
         self._share = 1.0
         self._phase = "single" if processors > 1 else "fixed"
         self._phase_started = time.monotonic()
@@ -74,6 +87,8 @@ class Governor:
     def record(self, cpu: float, wall: float, messages: int = 1) -> None:
         """Account timed messages: thread CPU seconds and wall seconds they took."""
         with self._lock:
+            if self._first_timed is None:
+                self._first_timed = time.monotonic()
             self._cpu += cpu
             self._wall += wall
             self._messages += messages
@@ -83,18 +98,23 @@ class Governor:
         if self._phase == "fixed":
             return False
         now = time.monotonic() if now is None else now
-        elapsed = now - self._phase_started
         if self._phase == "run":
+            elapsed = now - self._phase_started
             return elapsed >= self.run_seconds and self._enter("single", 1, now)
         with self._lock:
-            cpu, wall, messages = self._cpu, self._wall, self._messages
-        enough = elapsed >= PROBE_SECONDS and messages >= PROBE_MESSAGES
+            cpu, wall, messages, first = self._cpu, self._wall, self._messages, self._first_timed
+        if first is None:
+            return False
+        elapsed = now - max(first, self._phase_started)
+        enough = elapsed >= PROBE_SECONDS and messages >= PROBE_MESSAGES and wall >= PROBE_MIN_WALL
         if not (enough or (elapsed >= PROBE_MAX_SECONDS and messages)) or wall <= 0:
             return False
         if self._phase == "single":
             self._share = max(cpu / wall, 1e-6)
             if self._overlap() >= self.processors:
                 return self._enter("run", self.processors, now)
+            if wall / messages < PAIR_MIN_SECONDS_PER_MESSAGE:
+                return self._enter("run", self._overlap(), now)
             return self._enter("pair", 2, now)
         busy = wall >= PAIR_BUSY * elapsed
         parallel = busy and cpu / elapsed > PAIR_GAIN * self._share
@@ -108,6 +128,7 @@ class Governor:
         with self._lock:
             self._cpu = self._wall = 0.0
             self._messages = 0
+            self._first_timed = None
         self._phase, self._phase_started = phase, now
         self.probing = phase != "run"
         changed, self.limit = limit != self.limit, limit
