@@ -15,18 +15,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from zeroqueue import Queue
 from zeroqueue.embedded import EmbeddedBroker
 
 __all__ = [
+    "MAX_WAIT",
+    "SESSION_TIMEOUT",
     "Clock",
     "Result",
     "base_parser",
     "broker",
+    "delete_topic",
     "fill_topic",
     "keys",
     "log",
+    "log_round",
     "median",
     "print_table",
     "running",
@@ -35,8 +40,8 @@ __all__ = [
 
 # Tansu answers a JoinGroup after about half the session timeout: keep it short.
 SESSION_TIMEOUT = 2.0
-#: Queue options for every consume benchmark (the broker may hold a fetch this long).
-QUEUE_OPTIONS: dict[str, float] = {"session_timeout": SESSION_TIMEOUT, "max_wait": 0.2}
+# How long the broker may hold a fetch waiting for MinBytes.
+MAX_WAIT = 0.2
 
 _names = itertools.count(1)
 
@@ -49,6 +54,11 @@ def unique(prefix: str) -> str:
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout keeps only the tables."""
     print(message, file=sys.stderr, flush=True)
+
+
+def log_round(what: str, round_: int, rounds: int, variant: str, rate: float) -> None:
+    """One progress line per timed run."""
+    log(f"  {what}: round {round_}/{rounds} {variant:>9}: {rate:>11,.0f} msg/s")
 
 
 def median(values: Sequence[float]) -> float:
@@ -67,7 +77,8 @@ def broker() -> Iterator[str]:
     logging.getLogger("zeroqueue").setLevel(logging.WARNING)
     started = time.perf_counter()
     with EmbeddedBroker() as embedded:
-        log(f"embedded broker on {embedded.bootstrap_servers} ({time.perf_counter() - started:.1f}s)")
+        took = time.perf_counter() - started
+        log(f"embedded broker on {embedded.bootstrap_servers} (started in {took:.1f}s)")
         yield embedded.bootstrap_servers
 
 
@@ -93,8 +104,16 @@ def fill_topic(
                 break
             except BufferError:
                 producer.poll(0.005)
-    if producer.flush(60.0):
+    left = producer.flush(60.0)
+    producer.close()
+    if left:
         raise RuntimeError(f"could not fill topic {topic!r}: messages still in flight after 60s")
+
+
+def delete_topic(brokers: str, topic: str) -> None:
+    """Delete ``topic``: the in-memory broker then frees its messages."""
+    admin = AdminClient({"bootstrap.servers": brokers})
+    admin.delete_topics([topic], operation_timeout=10.0)[topic].result(10.0)
 
 
 class Clock:
@@ -216,7 +235,9 @@ def print_table(results: Sequence[Result], title: str = "") -> None:
     right = (False, True, True, True, False)
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        parts = [
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
+        ]
         return "  ".join(parts).rstrip()
 
     if title:

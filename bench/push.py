@@ -3,7 +3,9 @@
 Both producers get the same librdkafka settings: the raw one reuses the exact
 dict the Pusher builds (acks, idempotence, linger, batch size, partitioner,
 delivery.report.only.error, compression), captured while a Pusher is created.
-The timed window runs from the first push through the final flush.
+The timed window runs from the first push through the final flush; before it,
+each producer pushes and flushes one message, so connecting, reading metadata
+and (idempotent) getting a producer id are not timed.
 
     python -m bench.push --messages 500000 --rounds 3
 """
@@ -14,15 +16,37 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 from confluent_kafka import KafkaError, Producer
 
-from bench._common import Result, base_parser, broker, keys, log, median, print_table, unique
+from bench._common import (
+    Result,
+    base_parser,
+    broker,
+    delete_topic,
+    keys,
+    log,
+    log_round,
+    median,
+    print_table,
+    unique,
+)
 from zeroqueue.admin import create_topic
 from zeroqueue.kq import Pusher, _producer
 
 PARTITIONS = 8
 KEY_COUNT = 1000
+# Settings shown in the progress log, to see both producers run with the same ones.
+SHOWN = (
+    "acks",
+    "enable.idempotence",
+    "linger.ms",
+    "batch.size",
+    "compression.type",
+    "delivery.report.only.error",
+    "partitioner",
+)
 
 
 @dataclass(frozen=True)
@@ -50,19 +74,10 @@ def scenarios(messages_100b: int, messages_1k: int) -> list[Scenario]:
 
 def pusher_settings(brokers: str, topic: str, options: dict[str, Any]) -> dict[str, Any]:
     """The librdkafka settings a Pusher with ``options`` gives its Producer."""
-    captured: dict[str, Any] = {}
-    real = _producer.Producer
-
-    def capture(settings: dict[str, Any]) -> Any:
-        captured.update(settings)
-        return real(settings)
-
-    _producer.Producer = capture
-    try:
+    with mock.patch.object(_producer, "Producer", wraps=Producer) as spy:
         Pusher([brokers], topic, **options).close()
-    finally:
-        _producer.Producer = real
-    return captured
+    settings: dict[str, Any] = spy.call_args.args[0]
+    return settings
 
 
 def raw_settings(pusher: dict[str, Any], failures: list[str]) -> dict[str, Any]:
@@ -83,6 +98,8 @@ def push_zeroqueue(
 ) -> float:
     with Pusher([brokers], topic, **scenario.options) as pusher:
         push = pusher.push_with_key
+        push(names[0], value)  # warm-up, not timed
+        pusher.flush()
         count, key_count = scenario.messages, len(names)
         started = time.perf_counter()
         for i in range(count):
@@ -96,6 +113,8 @@ def push_raw(
 ) -> float:
     producer = Producer(settings)
     produce, poll = producer.produce, producer.poll
+    produce(topic, value, names[0])  # warm-up, not timed
+    producer.flush(30.0)
     count, key_count = scenario.messages, len(names)
     started = time.perf_counter()
     for i in range(count):
@@ -119,6 +138,7 @@ def compare(brokers: str, scenario: Scenario, rounds: int) -> Result:
     value = b"v" * scenario.value_size
     failures: list[str] = []
     settings = raw_settings(pusher_settings(brokers, unique("probe"), scenario.options), failures)
+    log(f"{scenario.label}: " + " ".join(f"{k}={settings.get(k)}" for k in SHOWN))
     runs: dict[str, Callable[[str], float]] = {
         "raw": lambda topic: push_raw(settings, topic, scenario, names, value),
         "zeroqueue": lambda topic: push_zeroqueue(brokers, topic, scenario, names, value),
@@ -129,9 +149,10 @@ def compare(brokers: str, scenario: Scenario, rounds: int) -> Result:
             topic = unique("push")
             create_topic([brokers], topic, partitions=PARTITIONS)
             rates[name].append(run(topic))
+            delete_topic(brokers, topic)
             if failures:
                 raise RuntimeError(f"raw producer failed: {failures[:3]}")
-            log(f"  {scenario.label}: round {round_}/{rounds} {name:>9}: {rates[name][-1]:>11,.0f} msg/s")
+            log_round(scenario.label, round_, rounds, name, rates[name][-1])
     return Result(
         scenario.label,
         "msg/s",
