@@ -273,7 +273,7 @@ def _print_report(settings: DemoSettings, report: DemoReport) -> None:
     lines = [
         "",
         f"pushed    {report.pushed:,} login events for {users:,} users with "
-        f"Pusher.push_with_key in {report.push_seconds:.2f}s "
+        f"Pusher.push_with_key in {report.push_seconds:.2f}s, connecting included "
         f"({_rate(report.pushed, report.push_seconds)})",
         f"consumed  {report.handled - report.duplicates:,} of {report.pushed:,} with Queue "
         f"(Processors={settings.processors}) in {report.consume_seconds:.2f}s "
