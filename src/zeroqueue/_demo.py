@@ -235,7 +235,7 @@ def _consume(brokers: list[str], topic: str, settings: DemoSettings, report: Dem
             report.consume_seconds = time.perf_counter() - started - report.join_seconds
         finally:
             queue.stop()  # drains in-flight messages, commits, leaves the group
-            thread.join()
+            thread.join(settings.timeout)
     if failure:
         raise failure[0]
     if not finished:
@@ -270,20 +270,25 @@ def _rate(count: int, seconds: float) -> str:
 
 def _print_report(settings: DemoSettings, report: DemoReport) -> None:
     users = min(settings.users, settings.messages)
+    unique = report.handled - report.duplicates
     lines = [
         "",
         f"pushed    {report.pushed:,} login events for {users:,} users with "
         f"Pusher.push_with_key in {report.push_seconds:.2f}s, connecting included "
         f"({_rate(report.pushed, report.push_seconds)})",
-        f"consumed  {report.handled - report.duplicates:,} of {report.pushed:,} with Queue "
+        f"consumed  {unique:,} of {report.pushed:,} with Queue "
         f"(Processors={settings.processors}) in {report.consume_seconds:.2f}s "
-        f"({_rate(report.handled, report.consume_seconds)}) after joining the group in "
+        f"({_rate(unique, report.consume_seconds)}) after joining the group in "
         f"{report.join_seconds:.2f}s",
         f"order     {'intact for every user' if not report.out_of_order else 'BROKEN'}: "
         f"{len(report.out_of_order)} events out of per-user order",
         f"failures  {report.failed_attempts} handler calls failed on purpose; "
-        f"{report.errors_reported} reported to error_handler, each retried until it "
-        "succeeded (ForceCommit=false), none skipped",
+        f"{report.errors_reported} reported to error_handler"
+        + (
+            ", each retried until it succeeded (ForceCommit=false), none skipped"
+            if report.ok
+            else ""
+        ),
         f"repeats   {report.duplicates} events handled twice",
         f"committed {len(report.committed_to_end)}/{len(report.last_offsets)} partitions: "
         "the group's offset sits just past the last event handled there",

@@ -121,10 +121,14 @@ def committed_offsets(
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise ZeroQueueError(f"topic {topic!r} does not exist on Brokers={list(brokers)}")
         positions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        return {
-            position.partition: position.offset if position.offset >= 0 else None
-            for position in consumer.committed(positions, timeout=timeout)
-        }
+        committed = consumer.committed(positions, timeout=timeout)
+        for position in committed:
+            if position.error is not None:
+                raise ZeroQueueError(
+                    f"reading the offset of group {group!r} on {topic}[{position.partition}] "
+                    f"failed: {position.error.str()}"
+                )
+        return {p.partition: p.offset if p.offset >= 0 else None for p in committed}
     except KafkaException as exc:
         raise BrokerUnavailableError(
             f"reading the offsets of group {group!r} on {topic!r} from Brokers={list(brokers)} "

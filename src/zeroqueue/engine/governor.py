@@ -88,7 +88,8 @@ class Governor:
         """Account timed messages: thread CPU seconds and wall seconds they took."""
         with self._lock:
             if self._first_timed is None:
-                self._first_timed = time.monotonic()
+                # Reported when the work ends: the step's clock starts when it began.
+                self._first_timed = time.monotonic() - wall
             self._cpu += cpu
             self._wall += wall
             self._messages += messages

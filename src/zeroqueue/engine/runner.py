@@ -99,6 +99,12 @@ class LaneRunner:
                     self._resume[id(hand_off.record)] = (1, hand_off.delay)
                     board.put_back(lane, done, settled, rest)
                     if governor is not None:
+                        if timed:
+                            governor.record(
+                                time.thread_time() - cpu_started,
+                                time.perf_counter() - started,
+                                settled,
+                            )
                         governor.need_workers()
                     return True
                 if complete:
