@@ -172,26 +172,9 @@ class Clock:
         return self.count / (self.last - self.first)
 
 
-@contextlib.contextmanager
-def running(queue: Queue) -> Iterator[Queue]:
-    """Run ``queue.start()`` on a thread for the block; stop it after."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            queue.start()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="bench-queue", daemon=True)
-    thread.start()
-    try:
-        yield queue
-    finally:
-        queue.stop()
-        thread.join(30.0)
-    if errors:
-        raise errors[0]
+def running(queue: Queue) -> contextlib.AbstractContextManager[Queue]:
+    """Run ``queue`` on a background thread for the block (see :meth:`Queue.running`)."""
+    return queue.running()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,27 +91,9 @@ class Recorder:
         return grouped
 
 
-@contextlib.contextmanager
-def running(queue: Queue) -> Iterator[Queue]:
-    """Run ``queue`` on a thread for the duration of the block; stop it after."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            queue.start()
-        except BaseException as exc:  # surfaced in the test below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="test-queue")
-    thread.start()
-    try:
-        yield queue
-    finally:
-        queue.stop()
-        thread.join(30)
-        assert not thread.is_alive(), "queue did not stop"
-    if errors:
-        raise errors[0]
+def running(queue: Queue) -> contextlib.AbstractContextManager[Queue]:
+    """Run ``queue`` on a background thread for the block (see :meth:`Queue.running`)."""
+    return queue.running()
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:

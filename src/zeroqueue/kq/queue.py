@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -257,6 +258,33 @@ class Queue:
                 signal.signal(sig, handler)
 
         return restore
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Queue]:
+        """Run :meth:`start` on a background thread for the ``with`` block.
+
+        On exit the queue stops (drains, commits, leaves the group) and whatever
+        :meth:`start` raised, such as BrokerUnavailableError, is raised here.
+        """
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.start()
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, name=f"{self.conf.name or 'zeroqueue'}-queue")
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            thread.join(self._engine_options.shutdown_timeout + _STOP_GRACE)
+        if thread.is_alive():
+            raise RuntimeError(f"{self!r} did not stop within its shutdown timeout")
+        if errors:
+            raise errors[0]
 
     def assignment(self) -> list[tuple[str, int]]:
         """The ``(topic, partition)`` pairs this queue's conns own right now."""
