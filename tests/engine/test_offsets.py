@@ -54,3 +54,16 @@ def test_in_flight_messages_counts_unfinished_chunks() -> None:
     progress.add_chunk(last_offset=4, size=5).remaining = 1
     progress.add_chunk(last_offset=6, size=2).remaining = 0
     assert progress.in_flight_messages == 7
+
+
+def test_handled_through_moves_the_commit_once_earlier_chunks_are_done() -> None:
+    progress = PartitionProgress("t", 0)
+    progress.handled_through(9)
+    assert progress.commit_due() == 10
+    # with a chunk still pending, a direct record waits its turn
+    pending = progress.add_chunk(19, 10)
+    pending.remaining = 1
+    progress.handled_through(29)
+    assert progress.advance() == 10
+    pending.remaining = 0
+    assert progress.advance() == 30

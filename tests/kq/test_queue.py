@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections import defaultdict
@@ -26,6 +27,8 @@ from zeroqueue import (
     Queue,
 )
 from zeroqueue._process import free_port
+from zeroqueue.engine import conn
+from zeroqueue.engine.governor import Governor
 
 
 def conf(brokers: list[str], topic: str | list[str], group: str, **fields: object) -> KqConf:
@@ -61,6 +64,53 @@ def test_every_keyed_message_is_handled_in_key_order_with_8_processors(
     assert values == list(range(20_000))
     assert_key_order(recorder.by_key())
     assert sum(committed_offsets(brokers, group, topic).values()) == 20_000
+
+
+def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers(
+    brokers, new_topic, group, monkeypatch
+) -> None:
+    # given workers that keep the handling for 20 ms after a failure instead of 10 s,
+    # so the fetch thread takes it back while the retry still waits out its backoff
+    monkeypatch.setattr(conn, "Governor", functools.partial(Governor, run_seconds=0.02))
+    # and keyed messages, with a quick handler that fails the first try of message 7
+    topic = new_topic(4)
+    pusher = Pusher(brokers, topic)
+    for i in range(1_000):
+        pusher.push_with_key(f"user-{i % 40}", f"{i}")
+    pusher.flush()
+    recorder = Recorder()
+    handled_by: list[tuple[int, bool]] = []  # (value, on a worker thread)
+    failed = threading.Event()
+
+    def handle(key: str, value: str) -> None:
+        if value == "7" and not failed.is_set():
+            failed.set()
+            raise RuntimeError("first try")
+        handled_by.append((int(value), "-processor-" in threading.current_thread().name))
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, Processors=8, ForceCommit=False),
+        handle,
+        error_handler=lambda message, error: None,
+        retry_backoff=1.0,
+        **fast_queue_options(),
+    )
+    with running(queue):
+        # when more messages of the same keys arrive while message 7 waits for its retry
+        assert failed.wait(30)
+        with pusher:
+            for i in range(1_000, 2_000):
+                pusher.push_with_key(f"user-{i % 40}", f"{i}")
+        assert recorder.wait_for(2_000)
+    # then every message was handled once, message 7 before the later ones of its key
+    assert sorted(int(v) for _, v in recorder.seen) == list(range(2_000))
+    assert_key_order(recorder.by_key())
+    assert sum(committed_offsets(brokers, group, topic).values()) == 2_000
+    # and the later messages were handled by a worker (behind the retry) and by the
+    # fetch thread (the other lanes, while the retry waited)
+    later_on_workers = {on_worker for value, on_worker in handled_by if value >= 1_000}
+    assert later_on_workers == {True, False}
 
 
 def test_parallel_processors_overlap_slow_handlers(brokers, new_topic, group) -> None:

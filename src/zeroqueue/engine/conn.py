@@ -47,6 +47,9 @@ ABORT_GRACE = 2.0
 # How long the fetch thread runs lanes itself, when it is the one processor, before it
 # polls again: bounds the delay of rebalance callbacks, commits and stop().
 INLINE_BUDGET = 0.05
+# The first batch the fetch thread handles itself, before its handling time is known;
+# later batches are sized to take about INLINE_BUDGET.
+FIRST_DIRECT_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class ConnEngine(RebalanceListener):
         self._source: Source | None = None
         self._stop = threading.Event()
         self._paused = False
+        # Most messages to fetch for the fetch thread to handle itself (see _dispatch).
+        self._direct_batch = FIRST_DIRECT_BATCH
+        # Set when partitions left during a fetch: its records may include theirs.
+        self._left_in_fetch = False
         #: Messages handed to handlers so far (for stats and tests).
         self.dispatched = 0
 
@@ -156,8 +163,9 @@ class ConnEngine(RebalanceListener):
                 continue
             # With work waiting for this thread, only take what is already fetched.
             wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
+            batch = min(room, self._direct_batch if inline else MAX_FETCH)
             # No local holds the batch: handled records are freed before the next fetch.
-            self._dispatch(source.fetch(min(room, MAX_FETCH), wait))
+            self._dispatch(source.fetch(batch, wait))
 
     def _relieve(self, source: Source, capacity: int) -> None:
         """The buffer is full: wait a little for room, else pause fetching."""
@@ -187,12 +195,32 @@ class ConnEngine(RebalanceListener):
                 # Nothing queued: lanes taken before the switch to inline still run.
                 board.wait(ready, min(0.05, left))
 
-    def _dispatch(self, records: Sequence[KafkaMessage]) -> None:
+    def _dispatch(self, records: list[KafkaMessage]) -> None:
+        if self._left_in_fetch:
+            self._left_in_fetch = False
+            owned = self._progress
+            records = [r for r in records if (r.topic() or "", r.partition() or 0) in owned]
         if not records:
             return
-        items = self._router.route(records, self._progress_of)
         self.dispatched += len(records)
+        if self.board.in_flight == 0 and self._executor.inline:
+            # Nothing else in flight and this thread is the one processor: handle the
+            # batch right here, in fetch order, which keeps every key's order without
+            # lanes. Only a message that needs retries sends the rest to the lanes.
+            started, fetched = time.perf_counter(), len(records)
+            records = self.runner.run_direct(
+                records, self._progress.get, multi_topic=self.options.multi_topic
+            )
+            if not records:
+                self._size_direct_batch(fetched, time.perf_counter() - started)
+                return
+        items = self._router.route(records, self._progress_of)
         self._executor.schedule(self.board.post(items, len(records)))
+
+    def _size_direct_batch(self, handled: int, seconds: float) -> None:
+        """Fetch as many as this thread handles in about INLINE_BUDGET: polls stay frequent."""
+        per_message = seconds / max(handled, 1)
+        self._direct_batch = max(1, min(MAX_FETCH, int(INLINE_BUDGET / max(per_message, 1e-9))))
 
     def _progress_of(self, topic: str, partition: int) -> PartitionProgress:
         key = (topic, partition)
@@ -237,6 +265,7 @@ class ConnEngine(RebalanceListener):
 
     def revoking(self, partitions: Sequence[TopicPartitionKey]) -> None:
         """Partitions leave: let their fetched messages finish, commit, then let go."""
+        self._left_in_fetch = True
         leaving = [self._progress[key] for key in partitions if key in self._progress]
         drained = self._drain(leaving, self.options.shutdown_timeout)
         self._commit(wait=True, only=leaving)
@@ -256,6 +285,7 @@ class ConnEngine(RebalanceListener):
 
     def lost(self, partitions: Sequence[TopicPartitionKey]) -> None:
         """Partitions were lost: stop handling them, nothing can be committed."""
+        self._left_in_fetch = True
         for key in partitions:
             progress = self._progress.pop(key, None)
             if progress is not None:

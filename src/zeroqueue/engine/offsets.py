@@ -53,6 +53,17 @@ class PartitionProgress:
         self._chunks.append(chunk)
         return chunk
 
+    def handled_through(self, last_offset: int) -> None:
+        """Record that the fetched messages up to ``last_offset`` were all handled.
+
+        For messages handled as soon as they were fetched, without a chunk: it
+        adds a finished chunk if earlier ones are still pending, to keep their turn.
+        """
+        if self._chunks:
+            self._chunks.append(Chunk(self, last_offset, 0))
+        else:
+            self.done_until = last_offset + 1
+
     def advance(self) -> int | None:
         """Drop finished chunks from the front; return the committable offset, if any."""
         chunks = self._chunks

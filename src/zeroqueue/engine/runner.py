@@ -8,9 +8,10 @@ bookkeeping on the :class:`~zeroqueue.engine.lanes.WorkBoard`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka import Message as KafkaMessage
 
@@ -20,6 +21,10 @@ from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
 
 __all__ = ["LaneRunner"]
+
+# Unbound C methods: groupby calls them without a Python frame per message.
+_partition_of = KafkaMessage.partition
+_topic_of = KafkaMessage.topic
 
 
 class _HandOffSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -62,6 +67,113 @@ class LaneRunner:
         """Stop handling: current messages finish, the rest are left uncommitted."""
         self.aborting = True
         self._abort.set()
+
+    # -- sync, on the fetch thread without lanes ---------------------------------------
+
+    def run_direct(
+        self,
+        records: list[KafkaMessage],
+        progress_of: Callable[[tuple[str, int]], PartitionProgress | None],
+        *,
+        multi_topic: bool,
+    ) -> list[KafkaMessage]:
+        """Handle a fetched batch on the calling thread, in fetch order, without lanes.
+
+        Only for the fetch thread, and only while no other message is in flight:
+        then fetch order is offset order for every partition and key, so no lane
+        is needed to keep it, and nothing is revoked or aborted until this returns.
+        Each partition run is recorded as handled when it is. Records of a
+        partition that ``progress_of((topic, partition))`` does not know (no
+        longer assigned) are skipped.
+
+        Returns the records still to handle, in fetch order: empty, unless a
+        message failed and needs retries. It comes first and is marked so the
+        worker that gets it continues its retries (see :meth:`_run_segment`).
+        """
+        governor = self.governor
+        timed = governor is not None and governor.probing
+        if timed:
+            cpu_started, started = time.thread_time(), time.perf_counter()
+        rest: list[KafkaMessage] = []
+        try:
+            if multi_topic:
+                for partition, same_partition in itertools.groupby(records, _partition_of):
+                    for topic, run in itertools.groupby(same_partition, _topic_of):
+                        self._run_direct_run(run, progress_of((topic or "", partition or 0)))
+            else:
+                topic = records[0].topic() or ""
+                for partition, run in itertools.groupby(records, _partition_of):
+                    self._run_direct_run(run, progress_of((topic, partition or 0)))
+        except _HandOffSignal as hand_off:
+            rest = self._hand_off_rest(records, hand_off, progress_of)
+        if timed:
+            assert governor is not None
+            governor.record(
+                time.thread_time() - cpu_started,
+                time.perf_counter() - started,
+                len(records) - len(rest),
+            )
+        if rest:
+            assert governor is not None  # only a governed executor runs inline
+            governor.need_workers()
+        return rest
+
+    def _run_direct_run(
+        self, run: Iterable[KafkaMessage], progress: PartitionProgress | None
+    ) -> None:
+        """Handle one partition's run; raise _HandOffSignal at a message needing retries."""
+        if progress is None:
+            return  # revoked while this batch was fetched: not ours to handle
+        handler, policy = self._fast, self.policy
+        record = None
+        if handler is not None:
+            for record in run:
+                key, value = record.key(), record.value()
+                try:
+                    handler(
+                        "" if key is None else key.decode(),
+                        "" if value is None else value.decode(),
+                    )
+                except Exception as exc:
+                    delay = policy.failed(record, as_consume_error(record, exc), 1)
+                    if delay is not None:
+                        raise _HandOffSignal(record, delay) from None
+        else:
+            for record in run:
+                started = time.perf_counter()
+                error: BaseException | None = None
+                try:
+                    self.handler.call(record)
+                except Exception as exc:
+                    error = as_consume_error(record, exc)
+                    delay = policy.failed(record, error, 1)
+                    if delay is not None:
+                        raise _HandOffSignal(record, delay) from None
+                self._observe(record, started, error)
+        if record is not None:
+            last = record.offset()
+            progress.handled_through(-1 if last is None else last)
+
+    def _hand_off_rest(
+        self,
+        records: list[KafkaMessage],
+        hand_off: _HandOffSignal,
+        progress_of: Callable[[tuple[str, int]], PartitionProgress | None],
+    ) -> list[KafkaMessage]:
+        """Record the failed message's handled predecessors; return it and what follows."""
+        failed = hand_off.record
+        at = next(i for i, record in enumerate(records) if record is failed)
+        if at:
+            previous = records[at - 1]
+            same_run = (
+                previous.partition() == failed.partition() and previous.topic() == failed.topic()
+            )
+            progress = progress_of((failed.topic() or "", failed.partition() or 0))
+            last = previous.offset()
+            if same_run and progress is not None and last is not None:
+                progress.handled_through(last)
+        self._resume[id(failed)] = (1, hand_off.delay)
+        return records[at:]
 
     # -- sync -----------------------------------------------------------------------
 
