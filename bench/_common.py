@@ -61,6 +61,23 @@ def log_round(what: str, round_: int, rounds: int, variant: str, rate: float) ->
     log(f"  {what}: round {round_}/{rounds} {variant:>9}: {rate:>11,.0f} msg/s")
 
 
+def alternate(
+    what: str, rounds: int, runs: dict[str, Callable[[], float]]
+) -> dict[str, list[float]]:
+    """Time each variant once per round; the order flips every round.
+
+    Running the same variant first every time would hand it (or its rival) a
+    systematic edge: a warmer page cache, a broker that just freed a topic.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for round_ in range(1, rounds + 1):
+        for name in order if round_ % 2 else reversed(order):
+            rates[name].append(runs[name]())
+            log_round(what, round_, rounds, name, rates[name][-1])
+    return rates
+
+
 def median(values: Sequence[float]) -> float:
     """The median of the rounds."""
     return float(statistics.median(values))

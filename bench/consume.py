@@ -31,12 +31,12 @@ from bench._common import (
     SESSION_TIMEOUT,
     Clock,
     Result,
+    alternate,
     base_parser,
     broker,
     delete_topic,
     fill_topic,
     log,
-    log_round,
     median,
     print_table,
     running,
@@ -52,6 +52,7 @@ IO_SLEEP = 0.005
 IO_PROCESSORS = (1, 4, 8, 16)
 IO_KEYS = 1500
 THROUGHPUT_TARGET = 0.75
+IO_TARGET = 0.8
 MEMORY_TARGET_MB = 150.0
 # Longest wait for one run to handle its messages.
 RUN_TIMEOUT = 300.0
@@ -129,17 +130,15 @@ def throughput(brokers: str, messages: int, rounds: int) -> Result:
     create_topic([brokers], topic, partitions=PARTITIONS)
     fill_topic(brokers, topic, messages)
     settings = raw_settings(brokers, topic)
-    runs: dict[str, Callable[[Clock], float]] = {
-        "raw": lambda clock: consume_raw(settings, topic, clock),
-        "zeroqueue": lambda clock: consume_queue(
-            make_queue(brokers, topic, PROCESSORS, clock.noop()), clock
-        ),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(1, rounds + 1):
-        for name, run in runs.items():
-            rates[name].append(run(Clock(messages)))
-            log_round("consume no-op", round_, rounds, name, rates[name][-1])
+
+    def raw_loop() -> float:
+        return consume_raw(settings, topic, Clock(messages))
+
+    def queue_run() -> float:
+        clock = Clock(messages)
+        return consume_queue(make_queue(brokers, topic, PROCESSORS, clock.noop()), clock)
+
+    rates = alternate("consume no-op", rounds, {"raw": raw_loop, "zeroqueue": queue_run})
     delete_topic(brokers, topic)
     zeroqueue, raw = median(rates["zeroqueue"]), median(rates["raw"])
     return Result(
@@ -183,6 +182,8 @@ def io_bound(brokers: str, messages_at_8: int, rounds: int) -> list[Result]:
             median(rates[p]),
             p / IO_SLEEP,
             "ideal",
+            f">= {IO_TARGET}",
+            median(rates[p]) * IO_SLEEP / p >= IO_TARGET,
         )
         for p in IO_PROCESSORS
     ]

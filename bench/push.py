@@ -22,12 +22,12 @@ from confluent_kafka import KafkaError, Producer
 
 from bench._common import (
     Result,
+    alternate,
     base_parser,
     broker,
     delete_topic,
     keys,
     log,
-    log_round,
     median,
     print_table,
     unique,
@@ -37,6 +37,7 @@ from zeroqueue.kq import Pusher, _producer
 
 PARTITIONS = 8
 KEY_COUNT = 1000
+PUSH_TARGET = 0.9
 # Settings shown in the progress log, to see both producers run with the same ones.
 SHOWN = (
     "acks",
@@ -139,26 +140,38 @@ def compare(brokers: str, scenario: Scenario, rounds: int) -> Result:
     failures: list[str] = []
     settings = raw_settings(pusher_settings(brokers, unique("probe"), scenario.options), failures)
     log(f"{scenario.label}: " + " ".join(f"{k}={settings.get(k)}" for k in SHOWN))
-    runs: dict[str, Callable[[str], float]] = {
-        "raw": lambda topic: push_raw(settings, topic, scenario, names, value),
-        "zeroqueue": lambda topic: push_zeroqueue(brokers, topic, scenario, names, value),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(1, rounds + 1):
-        for name, run in runs.items():
+
+    def on_fresh_topic(push: Callable[[str], float]) -> Callable[[], float]:
+        def timed() -> float:
             topic = unique("push")
             create_topic([brokers], topic, partitions=PARTITIONS)
-            rates[name].append(run(topic))
+            rate = push(topic)
             delete_topic(brokers, topic)
             if failures:
                 raise RuntimeError(f"raw producer failed: {failures[:3]}")
-            log_round(scenario.label, round_, rounds, name, rates[name][-1])
+            return rate
+
+        return timed
+
+    rates = alternate(
+        scenario.label,
+        rounds,
+        {
+            "raw": on_fresh_topic(lambda topic: push_raw(settings, topic, scenario, names, value)),
+            "zeroqueue": on_fresh_topic(
+                lambda topic: push_zeroqueue(brokers, topic, scenario, names, value)
+            ),
+        },
+    )
+    zeroqueue, raw = median(rates["zeroqueue"]), median(rates["raw"])
     return Result(
         scenario.label,
         "msg/s",
-        median(rates["zeroqueue"]),
-        median(rates["raw"]),
+        zeroqueue,
+        raw,
         "raw",
+        f">= {PUSH_TARGET}",
+        zeroqueue / raw >= PUSH_TARGET,
     )
 
 

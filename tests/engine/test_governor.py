@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
 from zeroqueue.engine.governor import PROBE_MESSAGES, PROBE_SECONDS, Governor
 
 
@@ -105,3 +113,51 @@ def test_a_handler_of_a_few_microseconds_skips_the_pair_step() -> None:
     # then it runs on one processor straight away, without trying two
     assert governor.phase == "run"
     assert governor.limit == 1
+
+
+def test_waiting_for_a_cpu_is_not_mistaken_for_io() -> None:
+    # given a no-op handler that was runnable but not running half of its wall time
+    governor = Governor(8)
+    governor.record(cpu=0.01, wall=0.02, messages=5000, waited=0.01)
+    governor.record(cpu=0.01, wall=0.02, messages=5000, waited=0.01)
+    # when the probe step ends
+    governor.tick(governor._phase_started + PROBE_SECONDS + 0.5)
+    # then it still counts as computing all the time: one processor
+    assert governor.phase == "run"
+    assert governor.limit == 1
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/thread-self/schedstat") or not hasattr(os, "sched_setaffinity"),
+    reason="needs Linux schedstat and CPU affinity",
+)
+def test_marks_measure_the_time_a_thread_waited_for_a_cpu() -> None:
+    # given a busy process and a thread pinned to the same CPU
+    cpu = min(os.sched_getaffinity(0))
+    busy_loop = f"import os; os.sched_setaffinity(0, {{{cpu}}}); print(flush=True)\nwhile 1: pass"
+    hog = subprocess.Popen([sys.executable, "-c", busy_loop], stdout=subprocess.PIPE)
+    assert hog.stdout is not None
+    hog.stdout.readline()  # pinned, and spinning from now on
+    measured: list[float] = []
+
+    def spin() -> None:
+        os.sched_setaffinity(0, {cpu})  # the calling thread only
+        before = Governor.mark()
+        deadline = time.perf_counter() + 0.3
+        while time.perf_counter() < deadline:
+            pass
+        after = Governor.mark()
+        measured.extend(b - a for a, b in zip(before, after, strict=True))
+
+    try:
+        thread = threading.Thread(target=spin)
+        thread.start()
+        thread.join()
+    finally:
+        hog.kill()
+        hog.communicate()
+    # then the thread ran only part of the time and its mark counted the rest as waiting
+    cpu_seconds, wall, waited = measured
+    assert wall >= 0.3
+    assert waited > 0.05
+    assert cpu_seconds + waited == pytest.approx(wall, abs=0.05)

@@ -49,7 +49,7 @@ ABORT_GRACE = 2.0
 INLINE_BUDGET = 0.05
 # The first batch the fetch thread handles itself, before its handling time is known;
 # later batches are sized to take about INLINE_BUDGET.
-FIRST_DIRECT_BATCH = 50
+FIRST_DIRECT_BATCH = 10
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,11 @@ could (the handler computes outside the GIL, as hashlib or zlib do), every
 processor is allowed.
 The allowance holds for ``run_seconds``, then the handler is probed again.
 
+Wall time spent waiting for a CPU is not waiting on I/O: on a busy machine a
+handler that only computes is often runnable but not running, and would look
+I/O-bound. Where Linux reports it, the time a thread waited in the run queue
+is left out of its wall time.
+
 Plain Python: processors report what they measured, the fetch thread calls
 :meth:`tick`, and the executor reads :attr:`limit`.
 """
@@ -23,13 +28,17 @@ Plain Python: processors report what they measured, the fetch thread calls
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
-__all__ = ["Governor"]
+__all__ = ["Governor", "TimingMark"]
+
+#: What :meth:`Governor.mark` read: thread CPU seconds, wall clock, run-queue wait.
+TimingMark = tuple[float, float, float]
 
 # A probe step ends once it lasted this long and timed this many messages...
-PROBE_SECONDS = 0.2
+PROBE_SECONDS = 0.1
 PROBE_MESSAGES = 20
 # ...or after this long with at least one timed message.
 PROBE_MAX_SECONDS = 2.0
@@ -49,6 +58,46 @@ PAIR_GAIN = 1.4
 PAIR_MIN_SECONDS_PER_MESSAGE = 50e-6
 
 
+class _RunQueueClock:
+    """How long the calling thread has waited for a CPU, from ``/proc/thread-self/schedstat``.
+
+    One per thread (kept in a ``threading.local``, so its file closes when the
+    thread ends); reads 0 where the file does not exist.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self) -> None:
+        try:
+            self.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self.fd = -1
+
+    def __del__(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+    def waited(self) -> float:
+        """Seconds this thread spent runnable but not running, since it started."""
+        if self.fd < 0:
+            return 0.0
+        try:
+            # "<ns on CPU> <ns waiting in the run queue> <timeslices>"
+            return int(os.pread(self.fd, 64, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+
+_per_thread = threading.local()
+
+
+def _run_queue_wait() -> float:
+    clock: _RunQueueClock | None = getattr(_per_thread, "run_queue", None)
+    if clock is None:
+        clock = _per_thread.run_queue = _RunQueueClock()
+    return clock.waited()
+
+
 class Governor:
     """Adapts the number of awake sync processors to the handler's CPU share."""
 
@@ -58,6 +107,7 @@ class Governor:
         self._lock = threading.Lock()
         self._cpu = 0.0
         self._wall = 0.0
+        self._waited = 0.0
         self._messages = 0
         # When this step's first timed message was recorded: steps are measured from
         # there, not from when they began (the first one begins before the group join).
@@ -84,14 +134,25 @@ class Governor:
         """
         self._workers_until = time.monotonic() + self.run_seconds
 
-    def record(self, cpu: float, wall: float, messages: int = 1) -> None:
-        """Account timed messages: thread CPU seconds and wall seconds they took."""
+    @staticmethod
+    def mark() -> TimingMark:
+        """Read the calling thread's clocks, before timing work with :meth:`record_since`."""
+        return time.thread_time(), time.perf_counter(), _run_queue_wait()
+
+    def record_since(self, mark: TimingMark, messages: int) -> None:
+        """Account ``messages`` handled on this thread since ``mark``."""
+        cpu, wall, waited = self.mark()
+        self.record(cpu - mark[0], wall - mark[1], messages, waited - mark[2])
+
+    def record(self, cpu: float, wall: float, messages: int = 1, waited: float = 0.0) -> None:
+        """Account timed messages: thread CPU seconds, wall seconds, and run-queue wait."""
         with self._lock:
             if self._first_timed is None:
                 # Reported when the work ends: the step's clock starts when it began.
                 self._first_timed = time.monotonic() - wall
             self._cpu += cpu
             self._wall += wall
+            self._waited += waited
             self._messages += messages
 
     def tick(self, now: float | None = None) -> bool:
@@ -104,6 +165,7 @@ class Governor:
             return elapsed >= self.run_seconds and self._enter("single", 1, now)
         with self._lock:
             cpu, wall, messages, first = self._cpu, self._wall, self._messages, self._first_timed
+            waited = self._waited
         if first is None:
             return False
         elapsed = now - max(first, self._phase_started)
@@ -111,7 +173,8 @@ class Governor:
         if not (enough or (elapsed >= PROBE_MAX_SECONDS and messages)) or wall <= 0:
             return False
         if self._phase == "single":
-            self._share = max(cpu / wall, 1e-6)
+            # Off CPU but not waiting for one: the time the handler waits on I/O.
+            self._share = max(cpu / max(wall - waited, cpu, 1e-9), 1e-6)
             if self._overlap() >= self.processors:
                 return self._enter("run", self.processors, now)
             if wall / messages < PAIR_MIN_SECONDS_PER_MESSAGE:
@@ -127,7 +190,7 @@ class Governor:
 
     def _enter(self, phase: str, limit: int, now: float) -> bool:
         with self._lock:
-            self._cpu = self._wall = 0.0
+            self._cpu = self._wall = self._waited = 0.0
             self._messages = 0
             self._first_timed = None
         self._phase, self._phase_started = phase, now

@@ -91,9 +91,7 @@ class LaneRunner:
         worker that gets it continues its retries (see :meth:`_run_segment`).
         """
         governor = self.governor
-        timed = governor is not None and governor.probing
-        if timed:
-            cpu_started, started = time.thread_time(), time.perf_counter()
+        mark = governor.mark() if governor is not None and governor.probing else None
         rest: list[KafkaMessage] = []
         try:
             if multi_topic:
@@ -106,13 +104,9 @@ class LaneRunner:
                     self._run_direct_run(run, progress_of((topic, partition or 0)))
         except _HandOffSignal as hand_off:
             rest = self._hand_off_rest(records, hand_off, progress_of)
-        if timed:
+        if mark is not None:
             assert governor is not None
-            governor.record(
-                time.thread_time() - cpu_started,
-                time.perf_counter() - started,
-                len(records) - len(rest),
-            )
+            governor.record_since(mark, len(records) - len(rest))
         if rest:
             assert governor is not None  # only a governed executor runs inline
             governor.need_workers()
@@ -191,10 +185,8 @@ class LaneRunner:
             done: list[Segment] = []
             settled = 0
             # Timed per work item, not per segment: a segment may hold one or two
-            # messages, and reading the thread's CPU clock costs ~0.7 us here.
-            timed = governor is not None and governor.probing
-            if timed:
-                cpu_started, started = time.thread_time(), time.perf_counter()
+            # messages, and reading the thread's clocks costs a few us.
+            mark = governor.mark() if governor is not None and governor.probing else None
             for position, segment in enumerate(item):
                 chunk, records = segment
                 settled += len(records)
@@ -211,21 +203,15 @@ class LaneRunner:
                     self._resume[id(hand_off.record)] = (1, hand_off.delay)
                     board.put_back(lane, done, settled, rest)
                     if governor is not None:
-                        if timed:
-                            governor.record(
-                                time.thread_time() - cpu_started,
-                                time.perf_counter() - started,
-                                settled,
-                            )
+                        if mark is not None:
+                            governor.record_since(mark, settled)
                         governor.need_workers()
                     return True
                 if complete:
                     done.append(segment)
-            if timed:
+            if mark is not None:
                 assert governor is not None
-                governor.record(
-                    time.thread_time() - cpu_started, time.perf_counter() - started, settled
-                )
+                governor.record_since(mark, settled)
             if until is not None and time.perf_counter() >= until:
                 board.finish(lane, done, settled, take_next=False)
                 return lane.scheduled
