@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -87,6 +88,10 @@ class _PusherBase:
         self._produce: Callable[..., None] = (
             self._core.produce if self._core.sends_in_python else self._core.producer.produce
         )
+        self._bind_hot_path()
+
+    def _bind_hot_path(self) -> None:
+        """Let the face install a quicker push for the common case (see Pusher)."""
 
     @property
     def topic(self) -> str:
@@ -177,6 +182,31 @@ class Pusher(_PusherBase):
         kafka_config: Extra librdkafka settings, applied last.
 
     """
+
+    def _bind_hot_path(self) -> None:
+        # librdkafka takes about 1 us to queue a message. Calling a bound method and
+        # reading its attributes adds ~50 ns, a closure ~25 ns: measured, ~4% of the
+        # push rate of 100-byte values. So the instance gets a closure for the common
+        # case; anything else (headers, a closed pusher, a full buffer, bad input)
+        # goes through the full method below.
+        if self._sync:
+            return
+        produce, topic, pusher = self._produce, self._topic, self
+        push_in_full = Pusher.push_with_key
+
+        @functools.wraps(push_in_full)
+        def push_with_key(
+            key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+        ) -> None:
+            if headers is None and not pusher._closed:
+                try:
+                    produce(topic, value, key)
+                    return
+                except (BufferError, KafkaException, TypeError):
+                    pass  # the full method waits for room, or names the error
+            push_in_full(pusher, key, value, headers)
+
+        self.push_with_key = push_with_key  # type: ignore[method-assign]
 
     def push(self, value: str | bytes) -> None:
         """Push ``value`` without a key (any partition).
