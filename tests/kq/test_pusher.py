@@ -208,11 +208,14 @@ def test_async_failures_surface_at_flush_and_reach_the_error_handler() -> None:
 
 def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
     pusher = Pusher(UNREACHABLE, "t", delivery_timeout=1)
+    push_with_key = pusher.push_with_key  # held across close(), as a hot loop would
     pusher.push("lost")
     with pytest.raises(DeliveryError, match="1 message"):
         pusher.close()
     with pytest.raises(PusherClosedError):
         pusher.push("again")
+    with pytest.raises(PusherClosedError):
+        push_with_key("k", "again")
     with pytest.raises(PusherClosedError):
         pusher.flush()
     pusher.close()  # closing twice is fine
