@@ -220,7 +220,7 @@ def memory(brokers: str, messages: int, rounds: int) -> list[Result]:
     growth: dict[str, list[float]] = {mode: [] for mode in modes}
     rates: dict[str, list[float]] = {mode: [] for mode in modes}
     for round_ in range(1, rounds + 1):
-        for mode in modes:
+        for mode in modes if round_ % 2 else modes[::-1]:
             figures = drain_in_subprocess(brokers, topic, messages, mode)
             growth[mode].append(figures["peak_mb"] - figures["start_mb"])
             rates[mode].append(figures["rate"])
@@ -239,6 +239,8 @@ def memory(brokers: str, messages: int, rounds: int) -> list[Result]:
             median(rates["zeroqueue"]),
             median(rates["raw"]),
             "raw",
+            f">= {THROUGHPUT_TARGET}",
+            median(rates["zeroqueue"]) / median(rates["raw"]) >= THROUGHPUT_TARGET,
         ),
         Result(
             f"memory: drain {messages:,} backlog, RSS growth",
