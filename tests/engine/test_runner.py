@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
-from zeroqueue.engine.lanes import WorkBoard
+from zeroqueue.engine.lanes import Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
 from zeroqueue.message import Message
@@ -54,7 +56,7 @@ def test_records_of_a_partition_no_longer_owned_are_skipped() -> None:
     batch = [record(0, 1, "gone"), record(1, 1, "mine")]
     runner.run_direct(batch, progresses.get, multi_topic=False)
     assert seen == ["mine"]
-    assert list(progresses) == [("t", 1)]
+    assert progresses[("t", 1)].commit_due() == 2
 
 
 def test_runs_of_several_topics_are_recorded_per_topic() -> None:
@@ -115,3 +117,30 @@ def test_a_message_to_retry_and_all_after_it_go_to_the_workers() -> None:
     # and the worker that gets the failed message continues its retries, in order
     assert runner._run_segment(rest[:1], progresses[("t", 0)], inline=False)
     assert seen == ["x", "a", "bad"]
+    assert runner._resume == {}
+
+
+def test_a_handed_off_retry_the_fetch_thread_gets_back_is_handed_off_again() -> None:
+    # given a message handed off for retries, with a pause of 0.25 s before attempt 2
+    calls: list[str] = []
+    runner = runner_for(lambda key, value: calls.append(value), force_commit=False)
+    progresses = owned(("t", 0))
+    failed = record(0, 5, "bad")
+    runner._resume[("t", 0, 5)] = (1, 0.25)
+    board = runner.board
+    router = Router(4, "key", False, multi_topic=False)
+    items = router.route([failed, record(0, 6, "next")], lambda t, p: progresses[(t, p)])
+    (lane,) = board.post(items, 2)
+    # when the fetch thread runs the lane inline before any worker took it
+    assert runner.run(lane, until=time.perf_counter() + 1.0)
+    # then it calls no handler: the message goes back, its retry series intact
+    assert calls == []
+    assert runner._resume == {("t", 0, 5): (1, 0.25)}
+    assert board.in_flight == 2
+    # and a worker then continues the series after the pause, in offset order
+    started = time.perf_counter()
+    assert not runner.run(lane)
+    assert time.perf_counter() - started >= 0.25
+    assert calls == ["bad", "next"]
+    assert board.in_flight == 0
+    assert runner._resume == {}

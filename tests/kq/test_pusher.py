@@ -221,6 +221,19 @@ def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
     pusher.close()  # closing twice is fine
 
 
+def test_a_subclass_overriding_push_with_key_gets_every_push() -> None:
+    calls: list[tuple[str | bytes | None, str | bytes]] = []
+
+    class Recording(Pusher):
+        def push_with_key(self, key, value, headers=None) -> None:
+            calls.append((key, value))
+
+    with Recording(UNREACHABLE, "t") as pusher:
+        pusher.push("v")
+        pusher.push_with_key("k", "w")
+    assert calls == [(None, "v"), ("k", "w")]
+
+
 def test_flush_timeout_names_what_is_still_in_flight() -> None:
     dropped: list[Message] = []
     pusher = Pusher(

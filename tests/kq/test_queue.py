@@ -81,11 +81,14 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
     recorder = Recorder()
     handled_by: list[tuple[int, bool]] = []  # (value, on a worker thread)
     failed = threading.Event()
+    tried_at: list[float] = []
 
     def handle(key: str, value: str) -> None:
-        if value == "7" and not failed.is_set():
-            failed.set()
-            raise RuntimeError("first try")
+        if value == "7":
+            tried_at.append(time.monotonic())
+            if not failed.is_set():
+                failed.set()
+                raise RuntimeError("first try")
         handled_by.append((int(value), "-processor-" in threading.current_thread().name))
         recorder(key, value)
 
@@ -103,8 +106,11 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
             for i in range(1_000, 2_000):
                 pusher.push_with_key(f"user-{i % 40}", f"{i}")
         assert recorder.wait_for(2_000)
-    # then every message was handled once, message 7 before the later ones of its key
+    # then every message was handled once, message 7 before the later ones of its key,
+    # its retry after the full backoff
     assert sorted(int(v) for _, v in recorder.seen) == list(range(2_000))
+    assert len(tried_at) == 2
+    assert tried_at[1] - tried_at[0] >= 1.0
     assert_key_order(recorder.by_key())
     assert sum(committed_offsets(brokers, group, topic).values()) == 2_000
     # and the later messages were handled by a worker (behind the retry) and by the

@@ -47,8 +47,8 @@ ABORT_GRACE = 2.0
 # How long the fetch thread runs lanes itself, when it is the one processor, before it
 # polls again: bounds the delay of rebalance callbacks, commits and stop().
 INLINE_BUDGET = 0.05
-# The first batch the fetch thread handles itself, before its handling time is known;
-# later batches are sized to take about INLINE_BUDGET.
+# While the fetch thread is the one processor, the first batch it fetches, before its
+# handling time is known; later ones are sized to take about INLINE_BUDGET.
 FIRST_DIRECT_BATCH = 10
 
 
@@ -102,7 +102,8 @@ class ConnEngine(RebalanceListener):
         self._source: Source | None = None
         self._stop = threading.Event()
         self._paused = False
-        # Most messages to fetch for the fetch thread to handle itself (see _dispatch).
+        # Most messages to fetch while the fetch thread is the one processor: it handles
+        # them itself (see _dispatch), so a batch should take about INLINE_BUDGET.
         self._direct_batch = FIRST_DIRECT_BATCH
         # Set when partitions left during a fetch: its records may include theirs.
         self._left_in_fetch = False
@@ -197,6 +198,10 @@ class ConnEngine(RebalanceListener):
 
     def _dispatch(self, records: list[KafkaMessage]) -> None:
         if self._left_in_fetch:
+            # Records fetched before a revoke (or loss) that ran inside this fetch are
+            # no longer ours: the next owner starts from our last commit. (Getting a
+            # partition back needs another rebalance, a JoinGroup round trip away, so
+            # it cannot be assigned again within the same fetch.)
             self._left_in_fetch = False
             owned = self._progress
             records = [r for r in records if (r.topic() or "", r.partition() or 0) in owned]
@@ -217,9 +222,9 @@ class ConnEngine(RebalanceListener):
         items = self._router.route(records, self._progress_of)
         self._executor.schedule(self.board.post(items, len(records)))
 
-    def _size_direct_batch(self, handled: int, seconds: float) -> None:
+    def _size_direct_batch(self, messages: int, seconds: float) -> None:
         """Fetch as many as this thread handles in about INLINE_BUDGET: polls stay frequent."""
-        per_message = seconds / max(handled, 1)
+        per_message = seconds / max(messages, 1)
         self._direct_batch = max(1, min(MAX_FETCH, int(INLINE_BUDGET / max(per_message, 1e-9))))
 
     def _progress_of(self, topic: str, partition: int) -> PartitionProgress:

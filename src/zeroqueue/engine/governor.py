@@ -98,6 +98,15 @@ def _run_queue_wait() -> float:
     return clock.waited()
 
 
+def _forget_parent_clock() -> None:
+    # A forked child inherits the file of the parent's thread: open its own.
+    _per_thread.__dict__.pop("run_queue", None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_clock)
+
+
 class Governor:
     """Adapts the number of awake sync processors to the handler's CPU share."""
 

@@ -30,9 +30,15 @@ _topic_of = KafkaMessage.topic
 class _HandOffSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised on the fetch thread when a message needs retries: workers take over there."""
 
-    def __init__(self, record: KafkaMessage, delay: float) -> None:
+    def __init__(self, record: KafkaMessage, delay: float, attempts: int = 1) -> None:
         self.record = record
         self.delay = delay
+        self.attempts = attempts
+
+
+def _position(record: KafkaMessage) -> tuple[str, int, int]:
+    offset = record.offset()
+    return record.topic() or "", record.partition() or 0, -1 if offset is None else offset
 
 
 class LaneRunner:
@@ -54,8 +60,10 @@ class LaneRunner:
         #: Set when shutdown ran out of time: stop between messages, stop retrying.
         self.aborting = False
         self._abort = threading.Event()
-        # Retries handed over by the fetch thread: id(record) -> (attempts so far, pause).
-        self._resume: dict[int, tuple[int, float]] = {}
+        # Retries the fetch thread handed over, by (topic, partition, offset):
+        # (attempts so far, pause before the next). The worker that gets the message
+        # continues the series; see _run_segment.
+        self._resume: dict[tuple[str, int, int], tuple[int, float]] = {}
         # The (key: str, value: str) sync handler without metrics is the hot path.
         self._fast = (
             handler.func
@@ -81,14 +89,16 @@ class LaneRunner:
 
         Only for the fetch thread, and only while no other message is in flight:
         then fetch order is offset order for every partition and key, so no lane
-        is needed to keep it, and nothing is revoked or aborted until this returns.
-        Each partition run is recorded as handled when it is. Records of a
-        partition that ``progress_of((topic, partition))`` does not know (no
-        longer assigned) are skipped.
+        is needed to keep it. Rebalance callbacks and shutdown also run on the
+        fetch thread, so no partition is revoked and nothing aborted until this
+        returns. Each partition run is recorded as handled when it is. Records
+        of a partition that ``progress_of((topic, partition))`` does not know
+        are skipped.
 
         Returns the records still to handle, in fetch order: empty, unless a
-        message failed and needs retries. It comes first and is marked so the
-        worker that gets it continues its retries (see :meth:`_run_segment`).
+        message failed and needs retries. Then the failed message comes first,
+        marked so that the worker that gets it continues its retry series (see
+        :meth:`_run_segment`).
         """
         governor = self.governor
         mark = governor.mark() if governor is not None and governor.probing else None
@@ -97,11 +107,11 @@ class LaneRunner:
             if multi_topic:
                 for partition, same_partition in itertools.groupby(records, _partition_of):
                     for topic, run in itertools.groupby(same_partition, _topic_of):
-                        self._run_direct_run(run, progress_of((topic or "", partition or 0)))
+                        self._handle_partition_run(run, progress_of((topic or "", partition or 0)))
             else:
                 topic = records[0].topic() or ""
                 for partition, run in itertools.groupby(records, _partition_of):
-                    self._run_direct_run(run, progress_of((topic, partition or 0)))
+                    self._handle_partition_run(run, progress_of((topic, partition or 0)))
         except _HandOffSignal as hand_off:
             rest = self._hand_off_rest(records, hand_off, progress_of)
         if mark is not None:
@@ -112,7 +122,7 @@ class LaneRunner:
             governor.need_workers()
         return rest
 
-    def _run_direct_run(
+    def _handle_partition_run(
         self, run: Iterable[KafkaMessage], progress: PartitionProgress | None
     ) -> None:
         """Handle one partition's run; raise _HandOffSignal at a message needing retries."""
@@ -166,7 +176,7 @@ class LaneRunner:
             last = previous.offset()
             if same_run and progress is not None and last is not None:
                 progress.handled_through(last)
-        self._resume[id(failed)] = (1, hand_off.delay)
+        self._resume[_position(failed)] = (hand_off.attempts, hand_off.delay)
         return records[at:]
 
     # -- sync -----------------------------------------------------------------------
@@ -200,7 +210,10 @@ class LaneRunner:
                     start = next(i for i, r in enumerate(records) if r is hand_off.record)
                     settled -= len(records) - start
                     rest = [(chunk, records[start:]), *item[position + 1 :]]
-                    self._resume[id(hand_off.record)] = (1, hand_off.delay)
+                    self._resume[_position(hand_off.record)] = (
+                        hand_off.attempts,
+                        hand_off.delay,
+                    )
                     board.put_back(lane, done, settled, rest)
                     if governor is not None:
                         if mark is not None:
@@ -221,11 +234,15 @@ class LaneRunner:
     def _run_segment(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool
     ) -> bool:
-        if self._resume and not inline:
-            resume = self._resume.pop(id(records[0]), None)
+        if self._resume:
+            resume = self._resume.pop(_position(records[0]), None)
             if resume is not None:
                 # A retry series the fetch thread started: continue it here.
                 attempt, delay = resume
+                if inline:
+                    # The fetch thread got the lane back before a worker took it:
+                    # hand it over again, pause and attempt count unchanged.
+                    raise _HandOffSignal(records[0], delay, attempt)
                 if not self._recover(records[0], progress, attempt=attempt, delay=delay):
                     return False
                 records = records[1:]

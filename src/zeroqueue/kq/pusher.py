@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -188,13 +187,13 @@ class Pusher(_PusherBase):
         # reading its attributes adds ~50 ns, a closure ~25 ns: measured, ~4% of the
         # push rate of 100-byte values. So the instance gets a closure for the common
         # case; anything else (headers, a closed pusher, a full buffer, bad input)
-        # goes through the full method below.
-        if self._sync:
+        # goes through the full method. Not for sync_push, nor where a subclass
+        # overrides push_with_key.
+        if self._sync or type(self).push_with_key is not Pusher.push_with_key:
             return
         produce, topic, pusher = self._produce, self._topic, self
         push_in_full = Pusher.push_with_key
 
-        @functools.wraps(push_in_full)
         def push_with_key(
             key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
         ) -> None:
@@ -202,10 +201,14 @@ class Pusher(_PusherBase):
                 try:
                     produce(topic, value, key)
                     return
-                except (BufferError, KafkaException, TypeError):
-                    pass  # the full method waits for room, or names the error
+                except (BufferError, KafkaException, TypeError, RuntimeError):
+                    # The full method waits for room or names the error; RuntimeError
+                    # is confluent-kafka's "closed" when close() won a race with us.
+                    pass
             push_in_full(pusher, key, value, headers)
 
+        push_with_key.__doc__ = push_in_full.__doc__
+        push_with_key.__qualname__ = push_in_full.__qualname__
         self.push_with_key = push_with_key  # type: ignore[method-assign]
 
     def push(self, value: str | bytes) -> None:
@@ -242,6 +245,11 @@ class Pusher(_PusherBase):
             self._push_when_room(key, value, headers)
         except (KafkaException, TypeError) as exc:
             raise self._core.push_error(exc, key, value) from exc
+        except RuntimeError as exc:
+            if not self._closed:
+                raise
+            # close() released the client after this push found the pusher open.
+            raise self._closed_error() from exc
 
     def _push_when_room(
         self,
@@ -334,6 +342,11 @@ class AsyncPusher(_PusherBase):
             await self._push_when_room(key, value, headers)
         except (KafkaException, TypeError) as exc:
             raise self._core.push_error(exc, key, value) from exc
+        except RuntimeError as exc:
+            if not self._closed:
+                raise
+            # close() released the client after this push found the pusher open.
+            raise self._closed_error() from exc
 
     async def _push_when_room(
         self,
