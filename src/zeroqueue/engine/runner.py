@@ -128,9 +128,15 @@ class LaneRunner:
         """Handle one partition's run; raise _HandOffSignal at a message needing retries."""
         if progress is None:
             return  # revoked while this batch was fetched: not ours to handle
-        handler, policy = self._fast, self.policy
-        record = None
-        if handler is not None:
+        handler = self._fast
+        if handler is None:
+            records = list(run)
+            if not self._run_each(records, progress, inline=True):
+                return
+            last = records[-1].offset()
+        else:
+            # _run_fast without its per-message revoke and abort checks: on the fetch
+            # thread, neither can happen before this returns.
             for record in run:
                 key, value = record.key(), record.value()
                 try:
@@ -139,24 +145,9 @@ class LaneRunner:
                         "" if value is None else value.decode(),
                     )
                 except Exception as exc:
-                    delay = policy.failed(record, as_consume_error(record, exc), 1)
-                    if delay is not None:
-                        raise _HandOffSignal(record, delay) from None
-        else:
-            for record in run:
-                started = time.perf_counter()
-                error: BaseException | None = None
-                try:
-                    self.handler.call(record)
-                except Exception as exc:
-                    error = as_consume_error(record, exc)
-                    delay = policy.failed(record, error, 1)
-                    if delay is not None:
-                        raise _HandOffSignal(record, delay) from None
-                self._observe(record, started, error)
-        if record is not None:
+                    self._failed(record, as_consume_error(record, exc), progress, inline=True)
             last = record.offset()
-            progress.handled_through(-1 if last is None else last)
+        progress.handled_through(-1 if last is None else last)
 
     def _hand_off_rest(
         self,
