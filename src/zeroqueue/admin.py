@@ -1,4 +1,4 @@
-"""Small administrative helpers: wait for a cluster, create a topic, read a group's commits."""
+"""Small administrative helpers: wait for a cluster, create a topic, read settings and commits."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not in __all__
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from zeroqueue._kafka.settings import ClientErrors, client_settings
 from zeroqueue.errors import BrokerUnavailableError, ZeroQueueError
 
-__all__ = ["committed_offsets", "create_topic", "wait_for_metadata"]
+__all__ = ["committed_offsets", "create_topic", "max_message_bytes", "wait_for_metadata"]
 
 
 def _admin(
@@ -91,6 +95,43 @@ def create_topic(
                 f"topic {name!r} was created but its metadata did not appear within {timeout}s"
             )
         time.sleep(0.05)
+
+
+def max_message_bytes(
+    brokers: Sequence[str],
+    topic: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> int | None:
+    """The largest record batch ``topic`` accepts: its effective ``max.message.bytes``.
+
+    Kafka reports the topic's own setting, or the broker default it inherits.
+    None when the cluster does not say (Tansu reports only settings made on the
+    topic itself).
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: the configuration cannot be read (on Kafka, also when ``topic``
+            does not exist).
+
+    """
+    client = _admin(brokers, kafka_config)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    future = client.describe_configs([resource], request_timeout=timeout)[resource]
+    try:
+        entries = future.result(timeout=timeout)
+    except KafkaException as exc:
+        raise ZeroQueueError(
+            f"could not read the configuration of topic {topic!r}: {exc.args[0].str()}"
+        ) from exc
+    except TimeoutError as exc:  # pragma: no cover - depends on a hung cluster
+        raise BrokerUnavailableError(
+            f"reading the configuration of topic {topic!r} on Brokers={list(brokers)} took "
+            f"longer than {timeout}s"
+        ) from exc
+    entry = entries.get("max.message.bytes")
+    return None if entry is None or entry.value is None else int(entry.value)
 
 
 def committed_offsets(

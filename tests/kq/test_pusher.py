@@ -7,6 +7,8 @@ import threading
 from collections import defaultdict
 
 import pytest
+from confluent_kafka import KafkaError
+from confluent_kafka import Message as KafkaMessage
 
 from tests.kafka_helpers import read_topic
 from zeroqueue import (
@@ -20,6 +22,7 @@ from zeroqueue import (
     PusherClosedError,
     PushError,
     PushTimeoutError,
+    admin,
 )
 from zeroqueue._process import free_port
 
@@ -255,6 +258,22 @@ def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
         ) as info:
             pusher.push_with_key("k", "x" * 2000)
         assert (info.value.size, info.value.limit) == (2001, 1000)
+
+
+def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(brokers, request) -> None:
+    # given a topic that takes at most 1,000 bytes, and a pusher allowed 1 MiB
+    topic = f"small-{request.node.name}"
+    admin.create_topic(brokers, topic, config={"max.message.bytes": "1000"})
+    with Pusher(brokers, topic) as pusher:
+        # when the broker refuses a 5,000-byte message (the embedded broker does not
+        # enforce the limit, so its verdict is handed in as librdkafka reports it)
+        record = KafkaMessage(topic=topic, partition=0, offset=-1, key=b"k", value=b"x" * 5000)
+        error = pusher._core.delivery_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), record)
+    # then the error names the size and the limit it read from the cluster
+    assert isinstance(error, MessageTooLargeError)
+    assert (error.size, error.limit) == (5000, 1000)
+    assert "5000 bytes" in str(error)
+    assert "max.message.bytes is 1000" in str(error)
 
 
 def test_values_of_the_wrong_type_are_refused(brokers) -> None:

@@ -28,6 +28,7 @@ from zeroqueue._kafka.settings import (
     Security,
     client_settings,
 )
+from zeroqueue.admin import max_message_bytes
 from zeroqueue.errors import (
     ConfigError,
     DeliveryError,
@@ -35,6 +36,7 @@ from zeroqueue.errors import (
     MessageTooLargeError,
     PushError,
     PushTimeoutError,
+    ZeroQueueError,
 )
 from zeroqueue.kq.balancer import (
     Balancer,
@@ -48,6 +50,12 @@ from zeroqueue.message import Message
 __all__ = ["ErrorHandler", "HeadersArg", "ProducerCore", "PushOptions"]
 
 _log = logging.getLogger("zeroqueue.kq.pusher")
+
+# How long reading the topic's size limit may take, once, when the broker first
+# rejects a message as too large.
+_LIMIT_LOOKUP_TIMEOUT = 5.0
+# kafka_config entries an admin client needs to reach the cluster like the producer.
+_CONNECTION_PREFIXES = ("security.", "sasl.", "ssl.")
 
 #: Headers as given to push: a mapping or a sequence of (name, value) pairs.
 HeadersArg: TypeAlias = (
@@ -174,6 +182,15 @@ class ProducerCore:
             sasl_mechanism=options.sasl_mechanism,
             ca_file=options.ca_file,
         )
+        self._brokers = brokers
+        self._connection = security.librdkafka() | {
+            key: value
+            for key, value in (options.kafka_config or {}).items()
+            if key.startswith(_CONNECTION_PREFIXES)
+        }
+        self._limit_lock = threading.Lock()
+        self._topic_limit: int | None = None
+        self._topic_limit_read = False
         settings = client_settings(
             brokers, security, client_id=options.client_id, overrides=None
         ) | {
@@ -300,12 +317,17 @@ class ProducerCore:
         key = message.key()
         where = f"to topic {self.topic!r}" + (f" with key {key!r}" if key is not None else "")
         if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            limit = self.topic_size_limit()
+            said = (
+                f"the topic's max.message.bytes is {limit}"
+                if limit is not None
+                else "its limit (the topic's max.message.bytes) is smaller"
+            )
             return MessageTooLargeError(
-                f"the broker rejected a message of {size} bytes {where} as too large; "
-                "its limit (the topic's max.message.bytes or the broker's message.max.bytes) "
-                "is smaller",
+                f"the broker rejected a message of {size} bytes {where} as too large: {said}; "
+                "raise it or send smaller messages",
                 size=size,
-                limit=None,
+                limit=limit,
             )
         reason = error.str()
         return DeliveryError(
@@ -313,6 +335,22 @@ class ProducerCore:
             count=1,
             reasons={reason: 1},
         )
+
+    def topic_size_limit(self) -> int | None:
+        """The topic's ``max.message.bytes``, asked of the cluster once (None if unknown)."""
+        with self._limit_lock:
+            if not self._topic_limit_read:
+                self._topic_limit_read = True
+                try:
+                    self._topic_limit = max_message_bytes(
+                        self._brokers,
+                        self.topic,
+                        timeout=_LIMIT_LOOKUP_TIMEOUT,
+                        kafka_config=self._connection,
+                    )
+                except ZeroQueueError as exc:
+                    _log.warning("could not read the size limit of topic %r: %s", self.topic, exc)
+            return self._topic_limit
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every pushed message to be acknowledged, then raise what failed.
