@@ -31,6 +31,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["Governor", "TimingMark"]
 
@@ -73,9 +74,10 @@ class _RunQueueClock:
         except OSError:
             self.fd = -1
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        # os.close is bound early: at interpreter exit the os global may be gone.
         if self.fd >= 0:
-            os.close(self.fd)
+            _close(self.fd)
 
     def waited(self) -> float:
         """Seconds this thread spent runnable but not running, since it started."""
