@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -112,16 +113,22 @@ class ClientErrors:
     librdkafka reports connection trouble through ``error_cb`` only; without
     this the user would read "transport failure" and never "certificate verify
     failed". A later "N/M brokers are down" does not hide a more specific cause.
+    The hint says how old the error is: a long-lived client may quote one from
+    an outage that has since passed.
     """
 
     def __init__(self) -> None:
         self.last = ""
+        self._at = 0.0
 
     def record(self, error: KafkaError) -> None:
         """The ``error_cb`` to give librdkafka."""
         if error.code() != KafkaError._ALL_BROKERS_DOWN or not self.last:
             self.last = error.str()
+            self._at = time.monotonic()
 
     def hint(self) -> str:
-        """`` (last client error: ...)`` or ''."""
-        return f" (last client error: {self.last})" if self.last else ""
+        """`` (last client error, 3s ago: ...)`` or ''."""
+        if not self.last:
+            return ""
+        return f" (last client error, {time.monotonic() - self._at:.0f}s ago: {self.last})"
