@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -81,7 +82,7 @@ def create_topic(
         error: KafkaError = exc.args[0]
         if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise ZeroQueueError(f"could not create topic {name!r}: {error.str()}") from exc
-    except TimeoutError as exc:  # pragma: no cover - depends on a hung cluster
+    except concurrent.futures.TimeoutError as exc:  # pragma: no cover - a hung cluster
         raise BrokerUnavailableError(
             f"creating topic {name!r} on Brokers={list(brokers)} took longer than {timeout}s"
         ) from exc
@@ -122,10 +123,12 @@ def max_message_bytes(
     try:
         entries = future.result(timeout=timeout)
     except KafkaException as exc:
-        raise ZeroQueueError(
-            f"could not read the configuration of topic {topic!r}: {exc.args[0].str()}"
+        error: KafkaError = exc.args[0]
+        unreachable = error.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
+        raise (BrokerUnavailableError if unreachable else ZeroQueueError)(
+            f"could not read the configuration of topic {topic!r}: {error.str()}"
         ) from exc
-    except TimeoutError as exc:  # pragma: no cover - depends on a hung cluster
+    except concurrent.futures.TimeoutError as exc:  # pragma: no cover - a hung cluster
         raise BrokerUnavailableError(
             f"reading the configuration of topic {topic!r} on Brokers={list(brokers)} took "
             f"longer than {timeout}s"

@@ -47,13 +47,13 @@ def test_with_nothing_in_flight_the_fetch_thread_handles_the_batch_itself() -> N
 
 
 def test_while_messages_are_in_flight_a_batch_waits_in_the_lanes() -> None:
-    # given a message of the same key still in a lane, not yet handled
+    # given a message counted in flight (its lane's worker not done with it)
     seen: list[str] = []
     engine = engine_for(lambda key, value: seen.append(value))
     engine.board.in_flight = 1
     # when the next batch arrives
     engine._dispatch([record(0, 7, "later")])
-    # then it is not handled ahead of it: it queues behind it in its key's lane
+    # then the fetch thread does not handle it itself: it queues in its key's lane
     assert seen == []
     assert engine.board.in_flight == 2
     assert [len(lane.pending) for lane in engine.board.lanes if lane.pending] == [1]

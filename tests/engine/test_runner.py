@@ -120,27 +120,77 @@ def test_a_message_to_retry_and_all_after_it_go_to_the_workers() -> None:
     assert runner._resume == {}
 
 
-def test_a_handed_off_retry_the_fetch_thread_gets_back_is_handed_off_again() -> None:
-    # given a message handed off for retries, with a pause of 0.25 s before attempt 2
-    calls: list[str] = []
-    runner = runner_for(lambda key, value: calls.append(value), force_commit=False)
-    progresses = owned(("t", 0))
-    failed = record(0, 5, "bad")
-    runner._resume[("t", 0, 5)] = (1, 0.25)
-    board = runner.board
+def hand_off_once(runner: LaneRunner, progresses, batch):
+    """Run ``batch`` directly, where its first message fails once; queue the rest on a lane."""
+    rest = runner.run_direct(batch, progresses.get, multi_topic=False)
+    assert rest == batch
     router = Router(4, "key", False, multi_topic=False)
-    items = router.route([failed, record(0, 6, "next")], lambda t, p: progresses[(t, p)])
-    (lane,) = board.post(items, 2)
+    items = router.route(rest, lambda t, p: progresses[(t, p)])
+    (lane,) = runner.board.post(items, len(rest))
+    return lane
+
+
+def fails_once(calls: list[str]):
+    failed: list[str] = []
+
+    def handle(key: str, value: str) -> None:
+        if value == "bad" and not failed:
+            failed.append(value)
+            raise ValueError("first try")
+        calls.append(value)
+
+    return handle
+
+
+def test_a_handed_off_retry_the_fetch_thread_gets_back_is_handed_off_again() -> None:
+    # given a message handed off for retries (backoff 0.25 s), and the one after it
+    calls: list[str] = []
+    runner = runner_for(fails_once(calls), force_commit=False)
+    progresses = owned(("t", 0))
+    lane = hand_off_once(runner, progresses, [record(0, 5, "bad"), record(0, 6, "next")])
+    state = runner._resume[("t", 0, 5)]
     # when the fetch thread runs the lane inline before any worker took it
     assert runner.run(lane, until=time.perf_counter() + 1.0)
     # then it calls no handler: the message goes back, its retry series intact
     assert calls == []
-    assert runner._resume == {("t", 0, 5): (1, 0.25)}
-    assert board.in_flight == 2
+    assert runner._resume == {("t", 0, 5): state}
+    assert runner.board.in_flight == 2
     # and a worker then continues the series after the pause, in offset order
     started = time.perf_counter()
     assert not runner.run(lane)
     assert time.perf_counter() - started >= 0.25
     assert calls == ["bad", "next"]
-    assert board.in_flight == 0
+    assert runner.board.in_flight == 0
     assert runner._resume == {}
+
+
+def test_a_handed_off_retry_of_a_revoked_partition_is_forgotten() -> None:
+    calls: list[str] = []
+    runner = runner_for(fails_once(calls), force_commit=False)
+    progresses = owned(("t", 0))
+    lane = hand_off_once(runner, progresses, [record(0, 5, "bad")])
+    progresses[("t", 0)].revoked = True
+    assert not runner.run(lane)
+    assert calls == []
+    assert runner._resume == {}
+    assert runner.board.in_flight == 0
+
+
+def test_a_handed_off_retry_is_measured_once_it_succeeds() -> None:
+    calls: list[str] = []
+    measured: list[tuple[int, str]] = []
+    policy = FailurePolicy(
+        force_commit=False, error_handler=None, retry_backoff=0.01, max_retry_backoff=0.01
+    )
+    runner = LaneRunner(
+        WorkBoard(4),
+        resolve_handler(fails_once(calls)),
+        policy,
+        metrics=lambda topic, partition, seconds, error: measured.append((partition, str(error))),
+        governor=Governor(8),
+    )
+    progresses = owned(("t", 0))
+    lane = hand_off_once(runner, progresses, [record(0, 5, "bad"), record(0, 6, "next")])
+    assert not runner.run(lane)
+    assert calls == ["bad", "next"]
+    assert measured == [(0, "first try"), (0, "None")]

@@ -301,6 +301,41 @@ def test_a_buffer_that_stays_full_times_out() -> None:
         pusher.close(timeout=0.1)
 
 
+def test_a_push_waiting_for_room_when_close_begins_is_refused(monkeypatch) -> None:
+    # given a push waiting for room in a full buffer
+    tiny = {"queue.buffering.max.messages": 2}
+    pusher = Pusher(UNREACHABLE, "t", buffer_full_timeout=30, kafka_config=tiny)
+    pusher.push("a")
+    pusher.push("b")
+    waiting = threading.Event()
+    wait_for_room = pusher._core.wait_for_room
+
+    def note_the_wait() -> None:
+        waiting.set()
+        wait_for_room()
+
+    monkeypatch.setattr(pusher._core, "wait_for_room", note_the_wait)
+    outcome: list[BaseException | None] = []
+
+    def push_c() -> None:
+        try:
+            pusher.push("c")
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=push_c)
+    thread.start()
+    assert waiting.wait(10)
+    # when the pusher is closed (dropping what it could not deliver)
+    with pytest.raises(PushTimeoutError, match="dropped"):
+        pusher.close(timeout=0.1)
+    # then the waiting push is refused as pushed to a closed pusher, not queued
+    thread.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], PusherClosedError)
+
+
 def test_threads_can_share_a_pusher(brokers, new_topic) -> None:
     topic = new_topic(3)
     with Pusher(brokers, topic) as pusher:

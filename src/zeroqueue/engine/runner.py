@@ -12,6 +12,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from confluent_kafka import Message as KafkaMessage
 
@@ -27,13 +28,20 @@ _partition_of = KafkaMessage.partition
 _topic_of = KafkaMessage.topic
 
 
+class _RetryState(NamedTuple):
+    """Where a retry series stands when the fetch thread hands it to a worker."""
+
+    attempts: int
+    delay: float
+    error: BaseException
+
+
 class _HandOffSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised on the fetch thread when a message needs retries: workers take over there."""
 
-    def __init__(self, record: KafkaMessage, delay: float, attempts: int = 1) -> None:
+    def __init__(self, record: KafkaMessage, state: _RetryState) -> None:
         self.record = record
-        self.delay = delay
-        self.attempts = attempts
+        self.state = state
 
 
 def _position(record: KafkaMessage) -> tuple[str, int, int]:
@@ -60,10 +68,9 @@ class LaneRunner:
         #: Set when shutdown ran out of time: stop between messages, stop retrying.
         self.aborting = False
         self._abort = threading.Event()
-        # Retries the fetch thread handed over, by (topic, partition, offset):
-        # (attempts so far, pause before the next). The worker that gets the message
-        # continues the series; see _run_segment.
-        self._resume: dict[tuple[str, int, int], tuple[int, float]] = {}
+        # Retries the fetch thread handed over, by (topic, partition, offset). The
+        # worker that gets the message continues the series; see _run_segment.
+        self._resume: dict[tuple[str, int, int], _RetryState] = {}
         # The (key: str, value: str) sync handler without metrics is the hot path.
         self._fast = (
             handler.func
@@ -167,7 +174,7 @@ class LaneRunner:
             last = previous.offset()
             if same_run and progress is not None and last is not None:
                 progress.handled_through(last)
-        self._resume[_position(failed)] = (hand_off.attempts, hand_off.delay)
+        self._resume[_position(failed)] = hand_off.state
         return records[at:]
 
     # -- sync -----------------------------------------------------------------------
@@ -193,6 +200,8 @@ class LaneRunner:
                 settled += len(records)
                 progress = chunk.progress
                 if self.aborting or progress.revoked:
+                    if self._resume:
+                        self._resume.pop(_position(records[0]), None)
                     continue
                 try:
                     complete = self._run_segment(records, progress, inline)
@@ -201,10 +210,7 @@ class LaneRunner:
                     start = next(i for i, r in enumerate(records) if r is hand_off.record)
                     settled -= len(records) - start
                     rest = [(chunk, records[start:]), *item[position + 1 :]]
-                    self._resume[_position(hand_off.record)] = (
-                        hand_off.attempts,
-                        hand_off.delay,
-                    )
+                    self._resume[_position(hand_off.record)] = hand_off.state
                     board.put_back(lane, done, settled, rest)
                     if governor is not None:
                         if mark is not None:
@@ -229,13 +235,16 @@ class LaneRunner:
             resume = self._resume.pop(_position(records[0]), None)
             if resume is not None:
                 # A retry series the fetch thread started: continue it here.
-                attempt, delay = resume
                 if inline:
                     # The fetch thread got the lane back before a worker took it:
                     # hand it over again, pause and attempt count unchanged.
-                    raise _HandOffSignal(records[0], delay, attempt)
-                if not self._recover(records[0], progress, attempt=attempt, delay=delay):
+                    raise _HandOffSignal(records[0], resume)
+                started = time.perf_counter()
+                if not self._recover(
+                    records[0], progress, attempt=resume.attempts, delay=resume.delay
+                ):
                     return False
+                self._observe(records[0], started, resume.error)
                 records = records[1:]
         if self._fast is not None:
             return self._run_fast(records, progress, inline)
@@ -282,7 +291,7 @@ class LaneRunner:
         """Report a failed first attempt; retry per the policy. True once it counts as handled."""
         delay = self.policy.failed(record, error, 1)
         if delay is not None and inline:
-            raise _HandOffSignal(record, delay)
+            raise _HandOffSignal(record, _RetryState(1, delay, error))
         return self._recover(record, progress, attempt=1, delay=delay)
 
     def _recover(

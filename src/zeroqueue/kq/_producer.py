@@ -34,9 +34,9 @@ from zeroqueue.errors import (
     DeliveryError,
     InvalidMessageError,
     MessageTooLargeError,
+    PusherClosedError,
     PushError,
     PushTimeoutError,
-    ZeroQueueError,
 )
 from zeroqueue.kq.balancer import (
     Balancer,
@@ -54,8 +54,9 @@ _log = logging.getLogger("zeroqueue.kq.pusher")
 # How long reading the topic's size limit may take, once, when the broker first
 # rejects a message as too large.
 _LIMIT_LOOKUP_TIMEOUT = 5.0
-# kafka_config entries an admin client needs to reach the cluster like the producer.
-_CONNECTION_PREFIXES = ("security.", "sasl.", "ssl.")
+# kafka_config entries an admin client refuses (confluent-kafka's producer callbacks);
+# the rest it takes or ignores, so it reaches the cluster as the producer does.
+_PRODUCER_ONLY = frozenset({"on_delivery", "dr_cb", "dr_msg_cb"})
 
 #: Headers as given to push: a mapping or a sequence of (name, value) pairs.
 HeadersArg: TypeAlias = (
@@ -183,14 +184,16 @@ class ProducerCore:
             ca_file=options.ca_file,
         )
         self._brokers = brokers
-        self._connection = security.librdkafka() | {
+        self._admin_config = security.librdkafka() | {
             key: value
             for key, value in (options.kafka_config or {}).items()
-            if key.startswith(_CONNECTION_PREFIXES)
+            if key not in _PRODUCER_ONLY
         }
+        if options.client_id:
+            self._admin_config["client.id"] = options.client_id
         self._limit_lock = threading.Lock()
+        self._limit_lookup: threading.Thread | None = None
         self._topic_limit: int | None = None
-        self._topic_limit_read = False
         settings = client_settings(
             brokers, security, client_id=options.client_id, overrides=None
         ) | {
@@ -259,14 +262,29 @@ class ProducerCore:
         headers: HeadersArg,
         on_delivery: Callable[[KafkaError | None, KafkaMessage], None] | None = None,
     ) -> bool:
-        """Produce one message; False when the local buffer is full; PushError on bad input."""
+        """Produce one message; False when the local buffer is full; PushError on bad input.
+
+        Raises PusherClosedError once :meth:`close` began, so a push waiting for
+        room gives up instead of queueing behind the final flush.
+        """
+        if self._closed:
+            raise self.closed_error()
         try:
             self.produce(self.topic, value, key, headers=headers, on_delivery=on_delivery)
         except BufferError:
             return False
         except (KafkaException, TypeError) as exc:
             raise self.push_error(exc, key, value) from exc
+        except RuntimeError as exc:
+            if not self._closed:
+                raise
+            # confluent-kafka's "Producer has been closed": close() won the race.
+            raise self.closed_error() from exc
         return True
+
+    def closed_error(self) -> PusherClosedError:
+        """The error for a push to a closed pusher."""
+        return PusherClosedError(f"the pusher for topic {self.topic!r} is closed")
 
     def push_error(
         self, exc: KafkaException | TypeError, key: str | bytes | None, value: str | bytes | None
@@ -309,26 +327,27 @@ class ProducerCore:
 
     def wait_for_room(self) -> None:
         """Block briefly while librdkafka drains its buffer."""
-        self.producer.poll(_ROOM_POLL)
+        try:
+            self.producer.poll(_ROOM_POLL)
+        except RuntimeError:
+            if not self._closed:
+                raise
+            # Closed meanwhile: the next try_produce says so.
 
-    def delivery_error(self, error: KafkaError, message: KafkaMessage) -> PushError:
-        """The error for one message Kafka did not acknowledge."""
+    def delivery_error(
+        self, error: KafkaError, message: KafkaMessage, *, wait_for_limit: bool = True
+    ) -> PushError:
+        """The error for one message Kafka did not acknowledge.
+
+        For a message refused as too large it names the topic's limit, which may
+        mean asking the cluster: ``wait_for_limit=False`` (delivery callbacks)
+        does not wait for the answer.
+        """
         size = len(message)
         key = message.key()
         where = f"to topic {self.topic!r}" + (f" with key {key!r}" if key is not None else "")
         if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            limit = self.topic_size_limit()
-            said = (
-                f"the topic's max.message.bytes is {limit}"
-                if limit is not None
-                else "its limit (the topic's max.message.bytes) is smaller"
-            )
-            return MessageTooLargeError(
-                f"the broker rejected a message of {size} bytes {where} as too large: {said}; "
-                "raise it or send smaller messages",
-                size=size,
-                limit=limit,
-            )
+            return self._too_large(size, where, self.topic_size_limit(wait=wait_for_limit))
         reason = error.str()
         return DeliveryError(
             f"message {where} was not delivered: {reason}{self._client_error_hint()}",
@@ -336,21 +355,52 @@ class ProducerCore:
             reasons={reason: 1},
         )
 
-    def topic_size_limit(self) -> int | None:
-        """The topic's ``max.message.bytes``, asked of the cluster once (None if unknown)."""
+    def _too_large(self, size: int, where: str, limit: int | None) -> MessageTooLargeError:
+        if limit is None:
+            said = "its limit (the topic's max.message.bytes) is smaller"
+        elif size <= limit:
+            # The message fits: the batch holding it did not.
+            said = (
+                f"the topic's max.message.bytes is {limit}, below the batch it travelled in; "
+                f"lower chunk_size (now {self.options.chunk_size})"
+            )
+        else:
+            said = f"the topic's max.message.bytes is {limit}"
+        return MessageTooLargeError(
+            f"the broker refused a message of {size} bytes {where} as too large: {said}",
+            size=size,
+            limit=limit,
+        )
+
+    def topic_size_limit(self, *, wait: bool = True) -> int | None:
+        """The topic's ``max.message.bytes``, asked of the cluster once (None if unknown).
+
+        The question runs on its own thread; ``wait=False`` returns at once, with
+        None until the answer is in.
+        """
         with self._limit_lock:
-            if not self._topic_limit_read:
-                self._topic_limit_read = True
-                try:
-                    self._topic_limit = max_message_bytes(
-                        self._brokers,
-                        self.topic,
-                        timeout=_LIMIT_LOOKUP_TIMEOUT,
-                        kafka_config=self._connection,
-                    )
-                except ZeroQueueError as exc:
-                    _log.warning("could not read the size limit of topic %r: %s", self.topic, exc)
-            return self._topic_limit
+            if self._limit_lookup is None:
+                self._limit_lookup = threading.Thread(
+                    target=self._read_topic_limit,
+                    name=f"zeroqueue-pusher-limit[{self.topic}]",
+                    daemon=True,
+                )
+                self._limit_lookup.start()
+            lookup = self._limit_lookup
+        if wait:
+            lookup.join()
+        return self._topic_limit
+
+    def _read_topic_limit(self) -> None:
+        try:
+            self._topic_limit = max_message_bytes(
+                self._brokers,
+                self.topic,
+                timeout=_LIMIT_LOOKUP_TIMEOUT,
+                kafka_config=self._admin_config,
+            )
+        except Exception as exc:  # only a hint for an error message: never fatal
+            _log.warning("could not read the size limit of topic %r: %s", self.topic, exc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every pushed message to be acknowledged, then raise what failed.
@@ -408,6 +458,17 @@ class ProducerCore:
             self._stop_polling.set()
             if self._poller is not threading.current_thread():
                 self._poller.join()
+            if len(self.producer):
+                # A push that raced close() got in after the final flush: drop it rather
+                # than let librdkafka's close() wait out delivery_timeout for it. Each
+                # one reaches error_handler.
+                _log.warning(
+                    "close() dropped %d message(s) to topic %r pushed while it was closing",
+                    len(self.producer),
+                    self.topic,
+                )
+                self.producer.purge()
+                self.producer.poll(0)
             self.producer.close()
             _open_cores.discard(self)
 
@@ -430,7 +491,8 @@ class ProducerCore:
             _log.debug("delivery to %r failed: %s", self.topic, error.str())
             return
         try:
-            handler(Message.from_kafka(message), self.delivery_error(error, message))
+            error_now = self.delivery_error(error, message, wait_for_limit=False)
+            handler(Message.from_kafka(message), error_now)
         except Exception:
             _log.exception("error_handler of the pusher for topic %r raised", self.topic)
 

@@ -115,7 +115,7 @@ class _PusherBase:
         return True
 
     def _closed_error(self) -> PusherClosedError:
-        return PusherClosedError(f"the pusher for topic {self._topic!r} is closed")
+        return self._core.closed_error()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -377,7 +377,8 @@ class AsyncPusher(_PusherBase):
             report, self._core.options.delivery_timeout + _REPORT_GRACE
         )
         if error is not None:
-            raise self._core.delivery_error(error, message)
+            # Naming a too-large message's limit may ask the cluster: not on the loop.
+            raise await asyncio.to_thread(self._core.delivery_error, error, message)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait (without blocking the loop) until every message is acknowledged.
