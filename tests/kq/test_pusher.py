@@ -145,6 +145,19 @@ def test_python_balancers(brokers, new_topic) -> None:
     assert sorted(sizes.values()) == [30, 100]
 
 
+def test_least_bytes_counts_a_push_that_waited_for_room_once(brokers, new_topic) -> None:
+    # a one-message buffer: every push but the first waits (and retries) for room
+    topic = new_topic(2)
+    one = {"queue.buffering.max.messages": 1}
+    with Pusher(brokers, topic, balancer="least_bytes", kafka_config=one) as pusher:
+        for size in (100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10):
+            pusher.push(b"x" * size)
+    sizes = defaultdict(int)
+    for record in read_topic(brokers, topic, 11):
+        sizes[record.partition()] += len(record.value() or b"")
+    assert sorted(sizes.values()) == [100, 100]
+
+
 def test_a_balancer_returning_a_bad_partition_is_refused(brokers, new_topic) -> None:
     with (
         Pusher(brokers, new_topic(2), balancer=lambda key, count: 5) as pusher,

@@ -251,9 +251,15 @@ class ProducerCore:
             kwargs["headers"] = headers
         if on_delivery is not None:
             kwargs["on_delivery"] = on_delivery
-        if self._balancer is not None:
-            kwargs["partition"] = self._choose_partition(key, value)
-        self.producer.produce(topic, value, key, **kwargs)
+        if self._balancer is None:
+            self.producer.produce(topic, value, key, **kwargs)
+            return
+        raw_key = _encode(key)
+        partition = self._choose_partition(raw_key)
+        self.producer.produce(topic, value, key, partition=partition, **kwargs)
+        if isinstance(self._balancer, LeastBytesBalancer):
+            # Counted once it is queued: a push retried on a full buffer counts once.
+            self._balancer.record(partition, len(raw_key or b"") + len(_encode(value) or b""))
 
     def try_produce(
         self,
@@ -506,10 +512,9 @@ class ProducerCore:
 
     # -- Python balancers -----------------------------------------------------------
 
-    def _choose_partition(self, key: str | bytes | None, value: str | bytes | None) -> int:
+    def _choose_partition(self, raw_key: bytes | None) -> int:
         assert self._balancer is not None
         count = self._partitions()
-        raw_key = _encode(key)
         partition = self._balancer(raw_key, count)
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise PushError(
@@ -520,8 +525,6 @@ class ProducerCore:
                 f"balancer {self._balancer!r} returned partition {partition}; topic "
                 f"{self.topic!r} has partitions 0..{count - 1}"
             )
-        if isinstance(self._balancer, LeastBytesBalancer):
-            self._balancer.record(partition, len(raw_key or b"") + len(_encode(value) or b""))
         return partition
 
     def _partitions(self) -> int:
