@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from zeroqueue import Queue
 from zeroqueue.embedded import EmbeddedBroker
@@ -27,7 +26,6 @@ __all__ = [
     "Result",
     "base_parser",
     "broker",
-    "delete_topic",
     "fill_topic",
     "keys",
     "log",
@@ -125,12 +123,6 @@ def fill_topic(
     producer.close()
     if left:
         raise RuntimeError(f"could not fill topic {topic!r}: messages still in flight after 60s")
-
-
-def delete_topic(brokers: str, topic: str) -> None:
-    """Delete ``topic``: the in-memory broker then frees its messages."""
-    admin = AdminClient({"bootstrap.servers": brokers})
-    admin.delete_topics([topic], operation_timeout=10.0)[topic].result(10.0)
 
 
 class Clock:

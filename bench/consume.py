@@ -34,7 +34,6 @@ from bench._common import (
     alternate,
     base_parser,
     broker,
-    delete_topic,
     fill_topic,
     log,
     median,
@@ -42,7 +41,7 @@ from bench._common import (
     running,
     unique,
 )
-from zeroqueue.admin import create_topic
+from zeroqueue.admin import create_topic, delete_topic
 from zeroqueue.kq import KqConf, Queue
 
 PARTITIONS = 8
@@ -139,7 +138,7 @@ def throughput(brokers: str, messages: int, rounds: int) -> Result:
         return consume_queue(make_queue(brokers, topic, PROCESSORS, clock.noop()), clock)
 
     rates = alternate("consume no-op", rounds, {"raw": raw_loop, "zeroqueue": queue_run})
-    delete_topic(brokers, topic)
+    delete_topic([brokers], topic)
     zeroqueue, raw = median(rates["zeroqueue"]), median(rates["raw"])
     return Result(
         f"consume {messages:,} x 100 B, no-op, P={PROCESSORS}",
@@ -174,7 +173,7 @@ def io_bound(brokers: str, messages_at_8: int, rounds: int) -> list[Result]:
                 f"{rates[p][-1]:>7,.0f} msg/s, efficiency {efficiency:.2f}"
             )
     for topic in topics.values():
-        delete_topic(brokers, topic)
+        delete_topic([brokers], topic)
     return [
         Result(
             f"consume I/O 5 ms handler, P={p} ({counts[p]:,} msgs)",
@@ -230,7 +229,7 @@ def memory(brokers: str, messages: int, rounds: int) -> list[Result]:
                 f"{figures['peak_mb']:.1f} MB (+{growth[mode][-1]:.1f} MB); "
                 f"drained at {figures['rate']:,.0f} msg/s"
             )
-    delete_topic(brokers, topic)
+    delete_topic([brokers], topic)
     zeroqueue = median(growth["zeroqueue"])
     return [
         Result(

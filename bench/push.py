@@ -25,14 +25,13 @@ from bench._common import (
     alternate,
     base_parser,
     broker,
-    delete_topic,
     keys,
     log,
     median,
     print_table,
     unique,
 )
-from zeroqueue.admin import create_topic
+from zeroqueue.admin import create_topic, delete_topic
 from zeroqueue.kq import Pusher, _producer
 
 PARTITIONS = 8
@@ -146,7 +145,7 @@ def compare(brokers: str, scenario: Scenario, rounds: int) -> Result:
             topic = unique("push")
             create_topic([brokers], topic, partitions=PARTITIONS)
             rate = push(topic)
-            delete_topic(brokers, topic)
+            delete_topic([brokers], topic)
             if failures:
                 raise RuntimeError(f"raw producer failed: {failures[:3]}")
             return rate

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from zeroqueue._demo import DemoReport, DemoSettings, LoginLogConsumer, run_demo
 from zeroqueue.message import Message
@@ -29,12 +30,16 @@ def test_demo_command_runs_on_its_own_embedded_broker() -> None:
     assert result.stdout.rstrip().endswith("OK: nothing lost, per-user order kept")
 
 
-def test_demo_on_an_existing_cluster(brokers: list[str]) -> None:
+def test_demo_on_an_existing_cluster_cleans_up_after_itself(brokers: list[str]) -> None:
+    before = set(AdminClient({"bootstrap.servers": brokers[0]}).list_topics(timeout=10).topics)
     report = run_demo(DemoSettings(messages=1000, users=50, partitions=3, brokers=brokers))
     assert report.ok
     assert report.handled - report.duplicates == 1000
     assert report.failed_attempts == report.errors_reported == 0
     assert sorted(report.committed) == [0, 1, 2]
+    # and its topic is gone again
+    client = AdminClient({"bootstrap.servers": brokers[0]})
+    assert set(client.list_topics(timeout=10).topics) == before
 
 
 def _event(key: str, seq: int, n: int, offset: int) -> Message:

@@ -21,6 +21,7 @@ import click
 
 from zeroqueue import admin
 from zeroqueue.embedded import EmbeddedBroker
+from zeroqueue.errors import ZeroQueueError
 from zeroqueue.kq import KqConf, Pusher, Queue
 from zeroqueue.message import Message
 
@@ -260,8 +261,21 @@ def run_demo(settings: DemoSettings) -> DemoReport:
         _push(brokers, topic, settings, report)
         group = _consume(brokers, topic, settings, report)
         report.committed = admin.committed_offsets(brokers, group, topic)
+        if settings.brokers:
+            _clean_up(brokers, topic, group)
     _print_report(settings, report)
     return report
+
+
+def _clean_up(brokers: list[str], topic: str, group: str) -> None:
+    """Remove the demo's own topic and group from the user's cluster."""
+    try:
+        admin.delete_group(brokers, group)
+        admin.delete_topic(brokers, topic)
+    except ZeroQueueError as exc:
+        click.echo(f"cleanup   could not remove topic {topic} and group {group}: {exc}", err=True)
+        return
+    click.echo(f"cleanup   removed topic {topic} and group {group} from your cluster")
 
 
 def _rate(count: int, seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Small administrative helpers: wait for a cluster, create a topic, read settings and commits."""
+"""Small administrative helpers: reach a cluster, create and delete topics and groups, read both."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from confluent_kafka.cimpl import NewTopic
 from zeroqueue._kafka.settings import ClientErrors, client_settings
 from zeroqueue.errors import BrokerUnavailableError, ZeroQueueError
 
-__all__ = ["committed_offsets", "create_topic", "max_message_bytes", "wait_for_metadata"]
+__all__ = [
+    "committed_offsets",
+    "create_topic",
+    "delete_group",
+    "delete_topic",
+    "max_message_bytes",
+    "wait_for_metadata",
+]
 
 
 def _admin(
@@ -76,16 +83,7 @@ def create_topic(
     client = _admin(brokers, kafka_config)
     topic = NewTopic(name, partitions, replication_factor, config=dict(config or {}))
     future = client.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
-    try:
-        future.result(timeout=timeout)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise ZeroQueueError(f"could not create topic {name!r}: {error.str()}") from exc
-    except concurrent.futures.TimeoutError as exc:  # pragma: no cover - a hung cluster
-        raise BrokerUnavailableError(
-            f"creating topic {name!r} on Brokers={list(brokers)} took longer than {timeout}s"
-        ) from exc
+    _settle(future, timeout, f"creating topic {name!r}", brokers, KafkaError.TOPIC_ALREADY_EXISTS)
     deadline = time.monotonic() + timeout
     while True:
         metadata = client.list_topics(name, timeout=timeout).topics.get(name)
@@ -96,6 +94,70 @@ def create_topic(
                 f"topic {name!r} was created but its metadata did not appear within {timeout}s"
             )
         time.sleep(0.05)
+
+
+def delete_topic(
+    brokers: Sequence[str],
+    name: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Delete topic ``name`` and its messages; a topic that does not exist is no error.
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: the broker refused to delete the topic.
+
+    """
+    client = _admin(brokers, kafka_config)
+    future = client.delete_topics([name], operation_timeout=timeout, request_timeout=timeout)[name]
+    _settle(future, timeout, f"deleting topic {name!r}", brokers, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def delete_group(
+    brokers: Sequence[str],
+    group: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Delete consumer group ``group`` and its committed offsets (it must have no members).
+
+    A group that does not exist is no error.
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: the broker refused, e.g. because the group still has members.
+
+    """
+    client = _admin(brokers, kafka_config)
+    future = client.delete_consumer_groups([group], request_timeout=timeout)[group]
+    _settle(future, timeout, f"deleting group {group!r}", brokers, KafkaError.GROUP_ID_NOT_FOUND)
+
+
+def _settle(
+    future: concurrent.futures.Future[Any],
+    timeout: float,
+    doing: str,
+    brokers: Sequence[str],
+    fine: int | None = None,
+) -> Any:
+    """The result of an admin request, or None for error code ``fine``; else zeroqueue's error."""
+    try:
+        return future.result(timeout=timeout)
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() == fine:
+            return None
+        unreachable = error.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
+        raise (BrokerUnavailableError if unreachable else ZeroQueueError)(
+            f"{doing} failed: {error.str()}"
+        ) from exc
+    except concurrent.futures.TimeoutError as exc:
+        raise BrokerUnavailableError(
+            f"{doing} on Brokers={list(brokers)} took longer than {timeout}s"
+        ) from exc
 
 
 def max_message_bytes(
@@ -120,19 +182,7 @@ def max_message_bytes(
     client = _admin(brokers, kafka_config)
     resource = ConfigResource(ResourceType.TOPIC, topic)
     future = client.describe_configs([resource], request_timeout=timeout)[resource]
-    try:
-        entries = future.result(timeout=timeout)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        unreachable = error.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
-        raise (BrokerUnavailableError if unreachable else ZeroQueueError)(
-            f"could not read the configuration of topic {topic!r}: {error.str()}"
-        ) from exc
-    except concurrent.futures.TimeoutError as exc:  # pragma: no cover - a hung cluster
-        raise BrokerUnavailableError(
-            f"reading the configuration of topic {topic!r} on Brokers={list(brokers)} took "
-            f"longer than {timeout}s"
-        ) from exc
+    entries = _settle(future, timeout, f"reading the configuration of topic {topic!r}", brokers)
     entry = entries.get("max.message.bytes")
     return None if entry is None or entry.value is None else int(entry.value)
 
