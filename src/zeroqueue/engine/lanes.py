@@ -197,11 +197,7 @@ class WorkBoard:
         lane with more work stays scheduled, for the caller to queue again.
         """
         with self.lock:
-            for chunk, _ in done:
-                chunk.remaining -= 1
-            self.in_flight -= settled
-            if self._waiters:
-                self.changed.notify_all()
+            self._account(done, settled)
             if lane.pending:
                 return lane.pending.popleft() if take_next else None
             lane.scheduled = False
@@ -213,12 +209,17 @@ class WorkBoard:
         The lane stays scheduled: whoever put it back queues it again.
         """
         with self.lock:
-            for chunk, _ in done:
-                chunk.remaining -= 1
-            self.in_flight -= settled
-            if self._waiters:
-                self.changed.notify_all()
+            self._account(done, settled)
             lane.pending.appendleft(rest)
+
+    def _account(self, done: Sequence[Segment], settled: int) -> None:
+        # Under self.lock: finished segments count down their chunks, settled
+        # messages leave flight, and whoever waits for either hears of it.
+        for chunk, _ in done:
+            chunk.remaining -= 1
+        self.in_flight -= settled
+        if self._waiters:
+            self.changed.notify_all()
 
     def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``ready()`` (checked under the lock) or ``timeout``; return ``ready()``."""
