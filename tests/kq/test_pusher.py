@@ -224,6 +224,27 @@ def test_async_failures_surface_at_flush_and_reach_the_error_handler() -> None:
     pusher.close()
 
 
+def test_failures_reach_the_error_handler_without_a_flush() -> None:
+    # A long-running producer may never flush: the background thread must serve
+    # the failure reports on its own.
+    failed: list[Message] = []
+    all_failed = threading.Event()
+
+    def on_error(message: Message, error: PushError) -> None:
+        failed.append(message)
+        if len(failed) == 3:
+            all_failed.set()
+
+    pusher = Pusher(UNREACHABLE, "t", delivery_timeout=0.5, error_handler=on_error)
+    for i in range(3):
+        pusher.push(f"v{i}")
+    served_in_background = all_failed.wait(10)
+    with pytest.raises(DeliveryError, match=r"^3 message\(s\)"):
+        pusher.close()
+    assert served_in_background
+    assert sorted(m.value or b"" for m in failed) == [b"v0", b"v1", b"v2"]
+
+
 def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
     pusher = Pusher(UNREACHABLE, "t", delivery_timeout=1)
     push_with_key = pusher.push_with_key  # held across close(), as a hot loop would
