@@ -247,13 +247,15 @@ def test_failures_reach_the_error_handler_without_a_flush() -> None:
 
 def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
     pusher = Pusher(UNREACHABLE, "t", delivery_timeout=1)
-    push_with_key = pusher.push_with_key  # held across close(), as a hot loop would
+    # held across close(), as a hot loop would
+    push, push_with_key = pusher.push, pusher.push_with_key
     pusher.push("lost")
     with pytest.raises(DeliveryError, match="1 message"):
         pusher.close()
-    with pytest.raises(PusherClosedError):
-        pusher.push("again")
-    with pytest.raises(PusherClosedError):
+    for late_push in (pusher.push, push):
+        with pytest.raises(PusherClosedError, match="pusher for topic 't' is closed"):
+            late_push("again")
+    with pytest.raises(PusherClosedError, match="pusher for topic 't' is closed"):
         push_with_key("k", "again")
     with pytest.raises(PusherClosedError):
         pusher.flush()
@@ -271,6 +273,18 @@ def test_a_subclass_overriding_push_with_key_gets_every_push() -> None:
         pusher.push("v")
         pusher.push_with_key("k", "w")
     assert calls == [(None, "v"), ("k", "w")]
+
+
+def test_a_subclass_overriding_push_only_gets_every_push() -> None:
+    values: list[str | bytes] = []
+
+    class Recording(Pusher):
+        def push(self, value) -> None:
+            values.append(value)
+
+    with Recording(UNREACHABLE, "t") as pusher:
+        pusher.push("v")
+    assert values == ["v"]
 
 
 def test_flush_timeout_names_what_is_still_in_flight() -> None:

@@ -92,6 +92,9 @@ class _PusherBase:
     def _bind_hot_path(self) -> None:
         """Let the face install a quicker push for the common case (see Pusher)."""
 
+    def _unbind_hot_path(self) -> None:
+        """Make the quicker push refuse, once closing begins."""
+
     @property
     def topic(self) -> str:
         """The topic this pusher writes to (go-queue's ``Name()``)."""
@@ -111,19 +114,20 @@ class _PusherBase:
         if self._closed:
             return False
         self._closed = True
-        self._produce = _closed_produce
+        self._produce = self._refuse_push
+        self._unbind_hot_path()
         return True
 
     def _closed_error(self) -> PusherClosedError:
         return self._core.closed_error()
 
+    def _refuse_push(self, *args: object, **kwargs: object) -> None:
+        # Stands in for produce() once closing began, for pushes that raced the flag.
+        raise self._closed_error()
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} topic={self._topic!r} {state}>"
-
-
-def _closed_produce(*args: object, **kwargs: object) -> None:
-    raise PusherClosedError("the pusher is closed")
 
 
 class _SyncDelivery:
@@ -183,21 +187,25 @@ class Pusher(_PusherBase):
     """
 
     def _bind_hot_path(self) -> None:
-        # librdkafka takes about 1 us to queue a 100-byte message. Calling a bound
-        # method and reading its attributes adds ~50 ns to that, a closure ~25 ns
-        # (measured on an idle machine; more under load). So the instance gets a
-        # closure for the common case; anything else (headers, a closed pusher, a
-        # full buffer, bad input) goes through the full method. Not for sync_push,
-        # nor where a subclass overrides push_with_key.
-        if self._sync or type(self).push_with_key is not Pusher.push_with_key:
+        # librdkafka takes about 1 us to queue a 100-byte message; a Python call on
+        # top of it is most of what a push adds (callgrind: ~3,700 instructions per
+        # raw produce(), ~500 more for the lightest Python frame around it, ~200 more
+        # again for a bound method reading its attributes). So the instance gets
+        # closures for the common case, holding produce() in a cell that closing
+        # swaps for a refusal, so the hot path checks no flag. Anything else
+        # (headers, a full buffer, bad input, a race with close()) goes through the
+        # full method. Not for sync_push, nor where a subclass overrides a push.
+        cls = type(self)
+        if self._sync or cls.push_with_key is not Pusher.push_with_key:
             return
+        # Each free variable costs every call a copy: only these three; the slow
+        # path looks up Pusher and the exception types as globals.
         produce, topic, pusher = self._produce, self._topic, self
-        push_in_full = Pusher.push_with_key
 
         def push_with_key(
             key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
         ) -> None:
-            if headers is None and not pusher._closed:
+            if headers is None:
                 try:
                     produce(topic, value, key)
                     return
@@ -205,11 +213,28 @@ class Pusher(_PusherBase):
                     # The full method waits for room or names the error; RuntimeError
                     # is confluent-kafka's "closed" when close() won a race with us.
                     pass
-            push_in_full(pusher, key, value, headers)
+            Pusher.push_with_key(pusher, key, value, headers)
 
-        push_with_key.__doc__ = push_in_full.__doc__
-        push_with_key.__qualname__ = push_in_full.__qualname__
+        def push(value: str | bytes) -> None:
+            try:
+                produce(topic, value)
+                return
+            except (BufferError, KafkaException, TypeError, RuntimeError):
+                pass
+            Pusher.push_with_key(pusher, None, value, None)
+
+        def unbind() -> None:
+            nonlocal produce
+            produce = pusher._refuse_push
+
+        push_with_key.__doc__ = Pusher.push_with_key.__doc__
+        push_with_key.__qualname__ = Pusher.push_with_key.__qualname__
         self.push_with_key = push_with_key  # type: ignore[method-assign]
+        if cls.push is Pusher.push:
+            push.__doc__ = Pusher.push.__doc__
+            push.__qualname__ = Pusher.push.__qualname__
+            self.push = push  # type: ignore[method-assign]
+        self._unbind_hot_path = unbind  # type: ignore[method-assign]
 
     def push(self, value: str | bytes) -> None:
         """Push ``value`` without a key (any partition).
