@@ -262,6 +262,44 @@ def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
     pusher.close()  # closing twice is fine
 
 
+def test_a_held_push_is_refused_during_the_final_flush_of_close(
+    brokers, new_topic, monkeypatch
+) -> None:
+    # given pushes held by a hot loop, and a close() whose final flush is under way
+    topic = new_topic(1)
+    pusher = Pusher(brokers, topic)
+    push, push_with_key = pusher.push, pusher.push_with_key
+    outcomes: list[BaseException | None] = []
+    final_flush = pusher._core.flush
+
+    def push_during_the_final_flush(timeout: float | None = None) -> None:
+        for late_push in (lambda: push("late"), lambda: push_with_key("k", "late")):
+            try:
+                late_push()
+                outcomes.append(None)
+            except PusherClosedError as exc:
+                outcomes.append(exc)
+        final_flush(timeout)
+
+    monkeypatch.setattr(pusher._core, "flush", push_during_the_final_flush)
+    pusher.push("kept")
+    # when the pusher closes
+    pusher.close()
+    # then both late pushes were refused, not queued behind the flush and dropped
+    assert [type(o) for o in outcomes] == [PusherClosedError, PusherClosedError]
+    assert [m.value() for m in read_topic(brokers, topic, 1)] == [b"kept"]
+
+
+def test_patching_push_on_the_class_reaches_every_pusher(monkeypatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(Pusher, "push", lambda self, value: calls.append(value))
+    monkeypatch.setattr(Pusher, "push_with_key", lambda self, *args: calls.append(args))
+    with Pusher(UNREACHABLE, "t") as pusher:
+        pusher.push("v")
+        pusher.push_with_key("k", "w")
+    assert calls == ["v", ("k", "w")]
+
+
 def test_a_subclass_overriding_push_with_key_gets_every_push() -> None:
     calls: list[tuple[str | bytes | None, str | bytes]] = []
 
@@ -308,6 +346,8 @@ def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
         ) as info:
             pusher.push_with_key("k", "x" * 2000)
         assert (info.value.size, info.value.limit) == (2001, 1000)
+        with pytest.raises(MessageTooLargeError, match=r"2000 bytes .* max_message_bytes=1000"):
+            pusher.push("x" * 2000)
 
 
 def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(brokers, request) -> None:

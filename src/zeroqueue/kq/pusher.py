@@ -106,7 +106,11 @@ class _PusherBase:
         return self._core.options
 
     def __len__(self) -> int:
-        """Messages pushed but not yet acknowledged (or failed)."""
+        """Messages pushed but not yet acknowledged (or failed).
+
+        Without ``sync_push`` an acknowledgement is counted when the background
+        thread next serves reports, at most 0.1 s after it arrived.
+        """
         return 0 if self._closed else len(self._core.producer)
 
     def _mark_closed(self) -> bool:
@@ -196,10 +200,10 @@ class Pusher(_PusherBase):
         # else (headers, a full buffer, bad input, a race with close()) goes through
         # the full method. Not for sync_push, nor where a subclass overrides a push.
         cls = type(self)
-        if self._sync or cls.push_with_key is not Pusher.push_with_key:
+        if self._sync or cls.push_with_key is not _PUSH_WITH_KEY_IN_FULL:
             return
         # Each free variable costs every call a copy: only these three; the slow
-        # path looks up Pusher and the exception types as globals.
+        # path looks up the full method and the exception types as globals.
         produce, topic, pusher = self._produce, self._topic, self
 
         def push_with_key(
@@ -213,7 +217,7 @@ class Pusher(_PusherBase):
                     # The full method waits for room or names the error; RuntimeError
                     # is confluent-kafka's "closed" when close() won a race with us.
                     pass
-            Pusher.push_with_key(pusher, key, value, headers)
+            _PUSH_WITH_KEY_IN_FULL(pusher, key, value, headers)
 
         def push(value: str | bytes) -> None:
             try:
@@ -221,18 +225,18 @@ class Pusher(_PusherBase):
                 return
             except (BufferError, KafkaException, TypeError, RuntimeError):
                 pass
-            Pusher.push_with_key(pusher, None, value, None)
+            _PUSH_WITH_KEY_IN_FULL(pusher, None, value, None)
 
         def unbind() -> None:
             nonlocal produce
             produce = pusher._refuse_push
 
-        push_with_key.__doc__ = Pusher.push_with_key.__doc__
-        push_with_key.__qualname__ = Pusher.push_with_key.__qualname__
+        push_with_key.__doc__ = _PUSH_WITH_KEY_IN_FULL.__doc__
+        push_with_key.__qualname__ = _PUSH_WITH_KEY_IN_FULL.__qualname__
         self.push_with_key = push_with_key  # type: ignore[method-assign]
-        if cls.push is Pusher.push:
-            push.__doc__ = Pusher.push.__doc__
-            push.__qualname__ = Pusher.push.__qualname__
+        if cls.push is _PUSH_IN_FULL:
+            push.__doc__ = _PUSH_IN_FULL.__doc__
+            push.__qualname__ = _PUSH_IN_FULL.__qualname__
             self.push = push  # type: ignore[method-assign]
         self._unbind_hot_path = unbind  # type: ignore[method-assign]
 
@@ -334,6 +338,12 @@ class Pusher(_PusherBase):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# The methods as defined above, to tell an override (a subclass's, or a test's patch
+# of the class) from them: an overridden push gets no closure.
+_PUSH_IN_FULL = Pusher.push
+_PUSH_WITH_KEY_IN_FULL = Pusher.push_with_key
 
 
 class AsyncPusher(_PusherBase):
