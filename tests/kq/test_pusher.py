@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 import threading
 from collections import defaultdict
 
@@ -25,8 +27,40 @@ from zeroqueue import (
     admin,
 )
 from zeroqueue._process import free_port
+from zeroqueue.kq import pusher as pusher_module
 
 UNREACHABLE = [f"127.0.0.1:{free_port()}"]
+FAST_PUSH = pusher_module._FastPush
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def hot_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test on both hot paths: the C FastPush and the pure-Python closures."""
+    if request.param == "c":
+        if FAST_PUSH is None:
+            pytest.skip("zeroqueue.kq._fastpush is not built (see test_fastpush.py)")
+    else:
+        monkeypatch.setattr(pusher_module, "_FastPush", None)
+    return str(request.param)
+
+
+def test_the_quick_push_is_the_one_the_hot_path_names(hot_path: str) -> None:
+    # given a pusher with the common options, on this hot path
+    with Pusher(UNREACHABLE, "t") as pusher:
+        quick = (pusher.push, pusher.push_with_key)
+        # then both pushes are the expected kind, and read like the methods
+        expected = "FastPush" if hot_path == "c" else "function"
+        assert [type(push).__name__ for push in quick] == [expected, expected]
+        assert [push.__qualname__ for push in quick] == ["Pusher.push", "Pusher.push_with_key"]
+        assert quick[1].__doc__ == Pusher.push_with_key.__doc__
+        assert str(inspect.signature(quick[1])) == str(
+            inspect.signature(Pusher.push_with_key)
+        ).replace("self, ", "")
+
+
+def topic_named_after(request: pytest.FixtureRequest, prefix: str) -> str:
+    """A topic named after the test, in the characters Kafka allows."""
+    return re.sub(r"[^a-zA-Z0-9._-]+", "-", f"{prefix}-{request.node.name}").strip("-")
 
 
 def fnv1a_partition(key: bytes, partitions: int) -> int:
@@ -352,7 +386,7 @@ def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
 
 def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(brokers, request) -> None:
     # given a topic that takes at most 1,000 bytes, and a pusher allowed 1 MiB
-    topic = f"small-{request.node.name}"
+    topic = topic_named_after(request, "small")
     admin.create_topic(brokers, topic, config={"max.message.bytes": "1000"})
     with Pusher(brokers, topic) as pusher:
         # when the broker refuses a 5,000-byte message (the embedded broker does not
@@ -452,7 +486,7 @@ def test_missing_topic_without_auto_creation_fails_with_sync_push(brokers) -> No
 
 
 def test_auto_topic_creation_creates_the_topic(brokers, request) -> None:
-    topic = f"auto-{request.node.name}"
+    topic = topic_named_after(request, "auto")
     with Pusher(brokers, topic, allow_auto_topic_creation=True, sync_push=True) as pusher:
         pusher.push("created")
     assert read_topic(brokers, topic, 1)[0].value() == b"created"

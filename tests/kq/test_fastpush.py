@@ -1,0 +1,245 @@
+"""FastPush, the Pusher's C hot path, on its own (no broker) and as packaged."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import inspect
+import os
+import subprocess
+import sys
+import threading
+import weakref
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from zeroqueue.kq import pusher as pusher_module
+
+FastPush = pusher_module._FastPush
+ROOT = Path(__file__).resolve().parents[2]
+
+needs_fast_push = pytest.mark.skipif(FastPush is None, reason="zeroqueue.kq._fastpush not built")
+
+
+def test_the_c_hot_path_is_built() -> None:
+    # An install with a C compiler must not fall back to Python without telling.
+    if os.environ.get("ZEROQUEUE_PURE_PYTHON") == "1":
+        pytest.skip("ZEROQUEUE_PURE_PYTHON=1 builds without it on purpose")
+    assert FastPush is not None, "zeroqueue.kq._fastpush did not build: see pip's output"
+
+
+class Recorder:
+    """Stands in for produce() and for the Python fallback, noting every call."""
+
+    def __init__(self, raises: BaseException | None = None) -> None:
+        self.calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+        self.raises = raises
+
+    def __call__(self, *args: object, **kwargs: object) -> str:
+        self.calls.append((args, kwargs))
+        if self.raises is not None:
+            raise self.raises
+        return "ignored"
+
+
+def fast(
+    produce: Callable[..., object],
+    fallback: Callable[..., object],
+    *,
+    keyed: bool = True,
+    retry_on: tuple[type[BaseException], ...] = (BufferError, TypeError),
+) -> Callable[..., object]:
+    assert FastPush is not None
+    return FastPush(produce, "orders", fallback, retry_on, keyed)
+
+
+@needs_fast_push
+def test_a_keyed_push_reaches_produce_as_topic_value_key() -> None:
+    produce, fallback = Recorder(), Recorder()
+    push_with_key = fast(produce, fallback)
+    assert push_with_key(b"user-1", b"paid") is None
+    assert produce.calls == [(("orders", b"paid", b"user-1"), {})]
+    assert fallback.calls == []
+
+
+@needs_fast_push
+def test_a_push_without_key_reaches_produce_as_topic_value() -> None:
+    produce, fallback = Recorder(), Recorder()
+    push = fast(produce, fallback, keyed=False)
+    push("paid")
+    assert produce.calls == [(("orders", "paid"), {})]
+    assert fallback.calls == []
+
+
+@needs_fast_push
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        (("k", "v", {"trace": b"1"}), {}),
+        (("k",), {"value": "v"}),
+        ((), {"key": "k", "value": "v"}),
+        (("k",), {}),
+        (("k", "v", None, "extra"), {}),
+    ],
+)
+def test_any_other_call_goes_to_the_fallback_unchanged(
+    args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    produce, fallback = Recorder(), Recorder()
+    fast(produce, fallback)(*args, **kwargs)
+    assert produce.calls == []
+    assert fallback.calls == [(args, kwargs)]
+
+
+@needs_fast_push
+@pytest.mark.parametrize("error", [BufferError("queue full"), TypeError("bad key")])
+def test_an_error_the_fallback_handles_is_retried_there(error: BaseException) -> None:
+    produce, fallback = Recorder(raises=error), Recorder()
+    fast(produce, fallback)("k", "v")
+    assert len(produce.calls) == 1
+    assert fallback.calls == [(("k", "v"), {})]
+
+
+@needs_fast_push
+@pytest.mark.parametrize("error", [ValueError("not retried"), KeyboardInterrupt()])
+def test_any_other_error_propagates_without_the_fallback(error: BaseException) -> None:
+    produce, fallback = Recorder(raises=error), Recorder()
+    with pytest.raises(type(error)):
+        fast(produce, fallback)("k", "v")
+    assert fallback.calls == []
+
+
+@needs_fast_push
+def test_swapping_produce_takes_effect_on_the_next_push() -> None:
+    refusal = Recorder(raises=RuntimeError("closed"))
+    push_with_key: Callable[..., object]
+
+    def produce_then_close(*args: object) -> None:
+        # close() swapping produce while this push is inside it
+        push_with_key.produce = refusal  # type: ignore[attr-defined]
+
+    push_with_key = fast(produce_then_close, Recorder())
+    del produce_then_close  # the type now holds the only reference
+    push_with_key("k", "first")
+    with pytest.raises(RuntimeError, match="closed"):
+        push_with_key("k", "second")
+    assert refusal.calls == [(("orders", "second", "k"), {})]
+
+
+@needs_fast_push
+def test_threads_pushing_while_produce_is_swapped_lose_nothing() -> None:
+    # given four threads pushing while another thread keeps swapping produce
+    before, after = Recorder(), Recorder()
+    push_with_key = fast(before, Recorder())
+    pushes_per_thread = 20_000
+    swapped = threading.Event()
+
+    def pushing() -> None:
+        for i in range(pushes_per_thread):
+            push_with_key("k", i)
+
+    def swapping() -> None:
+        for _ in range(1_000):
+            push_with_key.produce = after  # type: ignore[attr-defined]
+            push_with_key.produce = before  # type: ignore[attr-defined]
+        push_with_key.produce = after  # type: ignore[attr-defined]
+        swapped.set()
+
+    threads = [threading.Thread(target=pushing) for _ in range(4)]
+    threads.append(threading.Thread(target=swapping))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then every push reached one of the two, once
+    assert swapped.is_set()
+    assert len(before.calls) + len(after.calls) == 4 * pushes_per_thread
+    push_with_key("k", "last")
+    assert after.calls[-1] == (("orders", "last", "k"), {})
+
+
+@needs_fast_push
+def test_bad_arguments_are_named() -> None:
+    assert FastPush is not None
+    with pytest.raises(TypeError, match="produce must be callable, got 42"):
+        FastPush(42, "t", Recorder(), (), True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fallback must be callable, got None"):
+        FastPush(Recorder(), "t", None, (), True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="retry_on must hold exception types, got 'x'"):
+        FastPush(Recorder(), "t", Recorder(), ("x",), True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        FastPush(Recorder(), b"t", Recorder(), (), True)  # type: ignore[arg-type]
+    push = FastPush(Recorder(), "t", Recorder(), (), True)
+    with pytest.raises(TypeError, match="produce must be callable, got 'x'"):
+        push.produce = "x"  # type: ignore[assignment]
+    with pytest.raises(AttributeError, match="cannot be deleted"):
+        del push.produce
+
+
+@needs_fast_push
+def test_it_reads_like_the_function_it_speeds_up() -> None:
+    def push_with_key(key: str, value: str, headers: object = None) -> None:
+        """Push value under key."""
+
+    push = functools.update_wrapper(fast(Recorder(), push_with_key), push_with_key)
+    assert push.__doc__ == "Push value under key."
+    assert push.__name__ == "push_with_key"
+    assert (
+        str(inspect.signature(push))
+        == "(key: 'str', value: 'str', headers: 'object' = None) -> 'None'"
+    )
+    assert push.fallback is push_with_key  # type: ignore[attr-defined]
+    assert push.keyed is True  # type: ignore[attr-defined]
+
+
+class Owner:
+    """Holds a push whose fallback holds the owner, as a Pusher does."""
+
+    push: Callable[..., object]
+
+
+def owner_in_a_cycle() -> weakref.ref[Owner]:
+    owner = Owner()
+    owner.push = fast(Recorder(), lambda *args: owner)
+    return weakref.ref(owner)
+
+
+@needs_fast_push
+def test_a_cycle_through_the_fallback_is_collected() -> None:
+    # given a FastPush whose fallback holds an object that holds the FastPush,
+    # no longer referenced from outside
+    gone = owner_in_a_cycle()
+    # when the garbage collector runs
+    gc.collect()
+    # then it freed the cycle
+    assert gone() is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pure_python", [False, True])
+def test_the_wheel_carries_the_extension_unless_told_not_to(
+    tmp_path: Path, pure_python: bool
+) -> None:
+    # given the project's sources, built the way pip builds a wheel
+    env = dict(os.environ, ZEROQUEUE_PURE_PYTHON="1" if pure_python else "0")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("zeroqueue-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    extensions = [name for name in names if name.startswith("zeroqueue/kq/_fastpush.")]
+    # then a pure wheel has only the stub, a platform wheel the compiled module too
+    if pure_python:
+        assert wheel.name.endswith("-py3-none-any.whl")
+        assert extensions == ["zeroqueue/kq/_fastpush.pyi"]
+    else:
+        assert not wheel.name.endswith("-none-any.whl")
+        assert sorted(extensions)[0].endswith(".so") or sorted(extensions)[0].endswith(".pyd")
+        assert len(extensions) == 2
+    assert "zeroqueue/kq/_fastpush.c" not in names
