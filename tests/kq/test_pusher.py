@@ -574,3 +574,14 @@ def test_async_sync_push_does_not_block_the_loop(brokers, new_topic) -> None:
 
     assert asyncio.run(main()) > 1
     assert len(read_topic(brokers, topic, 20)) == 20
+
+
+def test_a_pusher_keeps_the_hot_path_it_was_built_with(hot_path: str, monkeypatch) -> None:
+    # given a pusher built on one hot path, and the module switched to the other
+    pusher = Pusher(UNREACHABLE, "t")
+    push_with_key = pusher.push_with_key
+    monkeypatch.setattr(pusher_module, "_FastPush", None if hot_path == "c" else FAST_PUSH)
+    # when it closes, then the push it handed out is refused
+    pusher.close()
+    with pytest.raises(PusherClosedError, match="pusher for topic 't' is closed"):
+        push_with_key("k", "late")

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Message as KafkaMessage
@@ -24,6 +24,9 @@ from zeroqueue.kq._producer import (
     PushOptions,
 )
 from zeroqueue.kq.balancer import Balancer
+
+if TYPE_CHECKING:
+    from zeroqueue.kq._fastpush import FastPush as _FastPushType
 
 try:
     from zeroqueue.kq._fastpush import FastPush as _FastPush
@@ -203,13 +206,12 @@ class Pusher(_PusherBase):
     def _bind_hot_path(self) -> None:
         # librdkafka takes about 1 us to queue a 100-byte message; the Python call
         # on top of it is all a push adds. Counted with callgrind (main thread, per
-        # push): raw produce() 3,718 instructions, inside the lightest Python frame
-        # 4,172, through the closure below 4,305, through the C FastPush (built from
-        # _fastpush.c when a compiler is there) 3,772. So the instance gets a quick
-        # push for the common case, holding produce() where closing swaps it for a
-        # refusal. Anything else (headers, a full buffer, bad input, a race with
-        # close()) goes through the full method. Not for sync_push, nor where a
-        # subclass overrides a push.
+        # push): raw produce() 3,669 instructions, through the closure below 4,187,
+        # through the C FastPush (built from _fastpush.c where a compiler is there)
+        # 3,788. So the instance gets a quick push for the common case, holding
+        # produce() where closing swaps it for a refusal. Anything else (headers, a
+        # full buffer, bad input, a race with close()) goes through the full method.
+        # Not for sync_push, nor where a subclass overrides a push.
         cls = type(self)
         if self._sync or cls.push_with_key is not _PUSH_WITH_KEY_IN_FULL:
             return
@@ -240,17 +242,20 @@ class Pusher(_PusherBase):
             closure.__doc__, closure.__qualname__ = method.__doc__, method.__qualname__
         quick_push_with_key: Callable[..., None] = push_with_key
         quick_push: Callable[..., None] = push
+        fast_pushes: tuple[_FastPushType, ...] = ()
         if _FastPush is not None:
-            fast_push_with_key = _FastPush(produce, topic, push_with_key, _RETRY_IN_FULL, True)
-            fast_push = _FastPush(produce, topic, push, _RETRY_IN_FULL, False)
-            quick_push_with_key = functools.update_wrapper(fast_push_with_key, push_with_key)
-            quick_push = functools.update_wrapper(fast_push, push)
+            fast_pushes = (
+                _FastPush(produce, topic, push_with_key, _RETRY_IN_FULL, True),
+                _FastPush(produce, topic, push, _RETRY_IN_FULL, False),
+            )
+            quick_push_with_key = functools.update_wrapper(fast_pushes[0], push_with_key)
+            quick_push = functools.update_wrapper(fast_pushes[1], push)
 
         def unbind() -> None:
             nonlocal produce
             produce = pusher._refuse_push
-            if _FastPush is not None:
-                fast_push_with_key.produce = fast_push.produce = produce
+            for fast_push in fast_pushes:
+                fast_push.produce = produce
 
         self.push_with_key = quick_push_with_key  # type: ignore[method-assign]
         if cls.push is _PUSH_IN_FULL:
