@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka import Message as KafkaMessage
 
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import eventually, read_topic
 from zeroqueue import (
     AsyncPusher,
     ConfigError,
@@ -371,6 +371,15 @@ def test_flush_timeout_names_what_is_still_in_flight() -> None:
     with pytest.raises(PushTimeoutError, match="close\\(\\) dropped them"):
         pusher.close(timeout=0.3)
     assert [m.value for m in dropped] == [b"stuck"]
+
+
+def test_client_events_are_not_taken_for_messages_in_flight() -> None:
+    # given a pusher that pushed nothing, holding events about the refused connection
+    pusher = Pusher(UNREACHABLE, "t")
+    assert eventually(lambda: len(pusher._core.producer) > 0, timeout=10)
+    # when it flushes without waiting, then nothing is reported in flight
+    pusher.flush(timeout=0)
+    pusher.close(timeout=0)
 
 
 def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:

@@ -423,9 +423,11 @@ class ProducerCore:
         remaining = len(self.producer)
         while remaining:
             step = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            # Out of time or not, serve what is ready: len() also counts client events
+            # (a refused connection, say) that no pushed message stands behind.
+            remaining = self.producer.flush(max(step, 0.0))
             if step <= 0:
                 break
-            remaining = self.producer.flush(step)
         self.raise_failures()
         if remaining:
             raise PushTimeoutError(
