@@ -1,22 +1,22 @@
 """Build the Pusher's optional C hot path (zeroqueue.kq._fastpush) into the wheel.
 
-setuptools compiles it; hatchling packs it. Without a C compiler or Python's
-headers the build says so and goes on: zeroqueue then pushes through pure Python,
-the same behaviour a little slower. ``ZEROQUEUE_PURE_PYTHON=1`` skips the
-extension on purpose.
+setuptools compiles it; hatchling packs it. Without a C compiler, Python's headers
+or setuptools, the build says so (``pip install -v`` shows it) and goes on:
+zeroqueue then pushes through pure Python, the same behaviour a little slower.
+``ZEROQUEUE_PURE_PYTHON=1`` skips the extension on purpose; so does a free-threaded
+Python, for which the type was not written.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
-from setuptools import Distribution, Extension
-from setuptools.command.build_ext import build_ext
 
 _EXTENSION = "zeroqueue.kq._fastpush"
 _SOURCE = Path("src/zeroqueue/kq/_fastpush.c")
@@ -31,13 +31,14 @@ class FastPushBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         """Compile before hatchling collects the files."""
         if self.target_name != "wheel":
             return
-        if os.environ.get("ZEROQUEUE_PURE_PYTHON") == "1":
-            self.app.display_info("ZEROQUEUE_PURE_PYTHON=1: building without the C hot path")
-            return
+        in_place = Path(self.root, _SOURCE.parent, "_fastpush" + _extension_suffix())
         if version == "editable":
-            # A module left in src/ by an earlier build would shadow this one's outcome.
-            for stale in Path(self.root, _SOURCE.parent).glob("_fastpush.*.so"):
-                stale.unlink()
+            # One left by an earlier build would outlive this build's outcome.
+            in_place.unlink(missing_ok=True)
+        reason = self._reason_to_skip()
+        if reason:
+            self.app.display_info(f"building without the C hot path: {reason}")
+            return
         self._build_dir = tempfile.mkdtemp(prefix="zeroqueue-build-")
         lib = Path(self._build_dir, "lib")
         try:
@@ -48,14 +49,13 @@ class FastPushBuildHook(BuildHookInterface):  # type: ignore[type-arg]
                 "zeroqueue will push through pure Python, correct but slower"
             )
             return
-        relative = built.relative_to(lib).as_posix()
         if version == "editable":
             # An editable install imports from src/, so the module must sit there.
-            shutil.copy2(built, Path(self.root, "src", relative))
+            shutil.copy2(built, in_place)
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        build_data["force_include"][str(built)] = relative
+        build_data["force_include"][str(built)] = built.relative_to(lib).as_posix()
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         """Remove the temporary build directory."""
@@ -63,7 +63,19 @@ class FastPushBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
 
+    @staticmethod
+    def _reason_to_skip() -> str:
+        if os.environ.get("ZEROQUEUE_PURE_PYTHON") == "1":
+            return "ZEROQUEUE_PURE_PYTHON=1"
+        if sysconfig.get_config_var("Py_GIL_DISABLED"):
+            return "free-threaded Python"
+        return ""
+
     def _compile(self, lib: Path, temp: Path) -> Path:
+        # Imported here so that a build without setuptools falls back instead of failing.
+        from setuptools import Distribution, Extension  # noqa: PLC0415
+        from setuptools.command.build_ext import build_ext  # noqa: PLC0415
+
         extension = Extension(
             _EXTENSION,
             sources=[str(Path(self.root, _SOURCE))],
@@ -76,3 +88,8 @@ class FastPushBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         command.run()
         (output,) = command.get_outputs()
         return Path(output)
+
+
+def _extension_suffix() -> str:
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    return str(suffix) if suffix else ".so"

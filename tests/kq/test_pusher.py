@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import re
 import threading
+import weakref
 from collections import defaultdict
 
 import pytest
@@ -594,3 +596,32 @@ def test_a_pusher_keeps_the_hot_path_it_was_built_with(hot_path: str, monkeypatc
     pusher.close()
     with pytest.raises(PusherClosedError, match="pusher for topic 't' is closed"):
         push_with_key("k", "late")
+
+
+def test_a_closed_pusher_is_freed() -> None:
+    # given a pusher whose quick pushes hold it (through their fallbacks)
+    pusher = Pusher(UNREACHABLE, "t")
+    pusher.close()
+    gone = weakref.ref(pusher)
+    # when the last reference goes and the garbage collector runs
+    del pusher
+    gc.collect()
+    # then it, and the client it held, are freed
+    assert gone() is None
+
+
+def test_a_refused_push_asks_the_balancer_twice_on_either_path() -> None:
+    # given a Python balancer, which runs on every attempt to produce
+    asked: list[bytes | None] = []
+
+    def first_partition(key: bytes | None, partitions: int) -> int:
+        asked.append(key)
+        return 0
+
+    with Pusher(UNREACHABLE, "t", balancer=first_partition) as pusher:
+        pusher._core._partition_count, pusher._core._partition_count_at = 1, float("inf")
+        # when librdkafka refuses the value, then the full method names the error
+        with pytest.raises(InvalidMessageError):
+            pusher.push_with_key("k", 42)  # type: ignore[arg-type]
+    # after one quick attempt and one in the full method, never more
+    assert asked == [b"k", b"k"]

@@ -9,11 +9,12 @@
  *
  * It only accelerates the pure-Python closure it is given as `fallback`: any
  * other call shape (headers, keywords, a wrong argument count) goes to the
- * fallback unchanged, and so does a call whose produce() raised one of
- * `retry_on` (a full buffer, bad input, a closed client). produce() raises
- * before it queues anything, so the fallback's own attempt cannot duplicate a
- * message; it then waits for room or names the error. Pusher.close() swaps
- * `produce` for a function that refuses the push.
+ * fallback unchanged. A call whose produce() raised one of `retry_on` (a full
+ * buffer, bad input, a closed client) goes to `retry`, the Pusher's full method,
+ * which tries once more and then waits for room or names the error. That is safe
+ * because produce() raises only before it queues the message (ProducerCore.produce
+ * keeps the same rule). Pusher.close() swaps `produce` for a function that
+ * refuses the push.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,8 +26,10 @@ typedef struct {
     PyObject *produce;  /* producer.produce, or the refusal once closing began */
     PyObject *topic;
     PyObject *fallback; /* the pure-Python push with the same signature */
-    PyObject *retry_on; /* exception types from produce() that the fallback handles */
+    PyObject *retry;    /* takes the same arguments after produce() raised */
+    PyObject *retry_on; /* exception types from produce() that `retry` handles */
     PyObject *dict;     /* for functools.update_wrapper: __doc__, __wrapped__, ... */
+    PyObject *weakrefs; /* a weak reference to a push works as it does to a function */
     int keyed;          /* (key, value) when true, else (value,) */
 } FastPush;
 
@@ -43,57 +46,64 @@ static PyObject *
 fastpush_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     FastPush *self = (FastPush *)callable;
-    if (self->produce == NULL) {
+    /* tp_clear empties every field but `produce` may be set again: test another. */
+    if (self->fallback == NULL) {
         return cleared_error();
     }
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t expected = self->keyed ? 2 : 1;
 
-    if (nargs == expected && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)) {
-        PyObject *produce_args[3];
-        produce_args[0] = self->topic;
-        if (self->keyed) {
-            produce_args[1] = args[1];
-            produce_args[2] = args[0];
-        }
-        else {
-            produce_args[1] = args[0];
-        }
-        /* produce() may release the GIL, and close() may swap `produce` meanwhile:
-           hold our own reference for the length of the call. */
-        PyObject *produce = self->produce;
-        Py_INCREF(produce);
-        PyObject *result = PyObject_Vectorcall(produce, produce_args, (size_t)(nargs + 1), NULL);
-        Py_DECREF(produce);
-        if (result != NULL) {
-            Py_DECREF(result);
-            Py_RETURN_NONE;
-        }
-        if (!PyErr_ExceptionMatches(self->retry_on)) {
-            return NULL;
-        }
-        PyErr_Clear();
+    if (nargs != expected || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
     }
-    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    PyObject *produce_args[3];
+    produce_args[0] = self->topic;
+    if (self->keyed) {
+        produce_args[1] = args[1];
+        produce_args[2] = args[0];
+    }
+    else {
+        produce_args[1] = args[0];
+    }
+    /* produce() may release the GIL, and close() may swap `produce` meanwhile:
+       hold our own reference for the length of the call. */
+    PyObject *produce = Py_NewRef(self->produce);
+    PyObject *result = PyObject_Vectorcall(produce, produce_args, (size_t)(nargs + 1), NULL);
+    Py_DECREF(produce);
+    if (result != NULL) {
+        Py_DECREF(result);
+        Py_RETURN_NONE;
+    }
+    if (!PyErr_ExceptionMatches(self->retry_on)) {
+        return NULL;
+    }
+    PyErr_Clear();
+    return PyObject_Vectorcall(self->retry, args, nargsf, NULL);
+}
+
+static int
+check_callable(const char *name, PyObject *value)
+{
+    if (!PyCallable_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "FastPush: %s must be callable, got %R", name, value);
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *
 fastpush_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"produce", "topic", "fallback", "retry_on", "keyed", NULL};
-    PyObject *produce, *topic, *fallback, *retry_on;
+    static char *keywords[] = {"produce", "topic", "fallback", "retry", "retry_on", "keyed", NULL};
+    PyObject *produce, *topic, *fallback, *retry, *retry_on;
     int keyed;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OUOO!p:FastPush", keywords, &produce, &topic,
-                                     &fallback, &PyTuple_Type, &retry_on, &keyed)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OUOOO!p:FastPush", keywords, &produce, &topic,
+                                     &fallback, &retry, &PyTuple_Type, &retry_on, &keyed)) {
         return NULL;
     }
-    if (!PyCallable_Check(produce)) {
-        PyErr_Format(PyExc_TypeError, "FastPush: produce must be callable, got %R", produce);
-        return NULL;
-    }
-    if (!PyCallable_Check(fallback)) {
-        PyErr_Format(PyExc_TypeError, "FastPush: fallback must be callable, got %R", fallback);
+    if (check_callable("produce", produce) < 0 || check_callable("fallback", fallback) < 0 ||
+        check_callable("retry", retry) < 0) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(retry_on); i++) {
@@ -114,8 +124,10 @@ fastpush_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->produce = Py_NewRef(produce);
     self->topic = Py_NewRef(topic);
     self->fallback = Py_NewRef(fallback);
+    self->retry = Py_NewRef(retry);
     self->retry_on = Py_NewRef(retry_on);
     self->dict = NULL;
+    self->weakrefs = NULL;
     self->keyed = keyed;
     return (PyObject *)self;
 }
@@ -126,6 +138,7 @@ fastpush_traverse(FastPush *self, visitproc visit, void *arg)
     Py_VISIT(self->produce);
     Py_VISIT(self->topic);
     Py_VISIT(self->fallback);
+    Py_VISIT(self->retry);
     Py_VISIT(self->retry_on);
     Py_VISIT(self->dict);
     return 0;
@@ -137,6 +150,7 @@ fastpush_clear(FastPush *self)
     Py_CLEAR(self->produce);
     Py_CLEAR(self->topic);
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->retry);
     Py_CLEAR(self->retry_on);
     Py_CLEAR(self->dict);
     return 0;
@@ -146,12 +160,24 @@ static void
 fastpush_dealloc(FastPush *self)
 {
     PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
     fastpush_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *
-fastpush_get_produce(FastPush *self, void *closure)
+fastpush_repr(FastPush *self)
+{
+    if (self->fallback == NULL) {
+        return PyUnicode_FromString("<FastPush, cleared>");
+    }
+    return PyUnicode_FromFormat("<FastPush of %R>", self->fallback);
+}
+
+static PyObject *
+fastpush_get_produce(FastPush *self, void *Py_UNUSED(closure))
 {
     if (self->produce == NULL) {
         return cleared_error();
@@ -160,10 +186,14 @@ fastpush_get_produce(FastPush *self, void *closure)
 }
 
 static int
-fastpush_set_produce(FastPush *self, PyObject *value, void *closure)
+fastpush_set_produce(FastPush *self, PyObject *value, void *Py_UNUSED(closure))
 {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "FastPush.produce cannot be deleted");
+        return -1;
+    }
+    if (self->fallback == NULL) {
+        cleared_error();
         return -1;
     }
     if (!PyCallable_Check(value)) {
@@ -175,7 +205,7 @@ fastpush_set_produce(FastPush *self, PyObject *value, void *closure)
 }
 
 static PyObject *
-fastpush_get_fallback(FastPush *self, void *closure)
+fastpush_get_fallback(FastPush *self, void *Py_UNUSED(closure))
 {
     if (self->fallback == NULL) {
         return cleared_error();
@@ -184,7 +214,7 @@ fastpush_get_fallback(FastPush *self, void *closure)
 }
 
 static PyObject *
-fastpush_get_keyed(FastPush *self, void *closure)
+fastpush_get_keyed(FastPush *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->keyed);
 }
@@ -193,7 +223,7 @@ static PyGetSetDef fastpush_getset[] = {
     {"produce", (getter)fastpush_get_produce, (setter)fastpush_set_produce,
      "The callable a push goes to: produce(topic, value[, key]).", NULL},
     {"fallback", (getter)fastpush_get_fallback, NULL,
-     "The pure-Python push that handles every other call and every retried error.", NULL},
+     "The pure-Python push that takes every other call shape.", NULL},
     {"keyed", (getter)fastpush_get_keyed, NULL, "True for (key, value), False for (value,).",
      NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
@@ -201,7 +231,7 @@ static PyGetSetDef fastpush_getset[] = {
 };
 
 PyDoc_STRVAR(fastpush_doc,
-             "FastPush(produce, topic, fallback, retry_on, keyed)\n"
+             "FastPush(produce, topic, fallback, retry, retry_on, keyed)\n"
              "--\n\n"
              "A push that calls produce(topic, value, key) from C, else defers to fallback.");
 
@@ -215,9 +245,11 @@ static PyTypeObject FastPushType = {
     .tp_traverse = (traverseproc)fastpush_traverse,
     .tp_clear = (inquiry)fastpush_clear,
     .tp_dealloc = (destructor)fastpush_dealloc,
+    .tp_repr = (reprfunc)fastpush_repr,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(FastPush, vectorcall),
     .tp_dictoffset = offsetof(FastPush, dict),
+    .tp_weaklistoffset = offsetof(FastPush, weakrefs),
     .tp_getset = fastpush_getset,
 };
 

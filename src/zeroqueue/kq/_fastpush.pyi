@@ -16,6 +16,7 @@ class FastPush:
         produce: Callable[..., object],
         topic: str,
         fallback: Callable[..., None],
+        retry: Callable[..., None],
         retry_on: tuple[type[BaseException], ...],
         keyed: bool,
     ) -> None: ...

@@ -248,6 +248,9 @@ class ProducerCore:
         """Hand one message to librdkafka, choosing its partition in Python if needed.
 
         Raises BufferError when the local buffer is full, like confluent-kafka.
+        Whatever it raises, it raises before the message is queued: the Pusher's
+        hot path retries a push that raised, so nothing may follow produce() that
+        can fail.
         """
         kwargs: dict[str, Any] = {}
         if headers is not None:

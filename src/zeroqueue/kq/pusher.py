@@ -244,9 +244,14 @@ class Pusher(_PusherBase):
         quick_push: Callable[..., None] = push
         fast_pushes: tuple[_FastPushType, ...] = ()
         if _FastPush is not None:
+            # A push whose produce() raised goes straight to the full method: the
+            # closure would only try produce() once more first.
+            in_full = functools.partial(_PUSH_WITH_KEY_IN_FULL, pusher)
             fast_pushes = (
-                _FastPush(produce, topic, push_with_key, _RETRY_IN_FULL, True),
-                _FastPush(produce, topic, push, _RETRY_IN_FULL, False),
+                _FastPush(produce, topic, push_with_key, in_full, _RETRY_IN_FULL, True),
+                _FastPush(
+                    produce, topic, push, functools.partial(in_full, None), _RETRY_IN_FULL, False
+                ),
             )
             quick_push_with_key = functools.update_wrapper(fast_pushes[0], push_with_key)
             quick_push = functools.update_wrapper(fast_pushes[1], push)
