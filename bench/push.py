@@ -41,7 +41,6 @@ from zeroqueue.kq import pusher as pusher_module
 PARTITIONS = 8
 KEY_COUNT = 1000
 PUSH_TARGET = 0.9
-# Settings shown in the progress log, to see both producers run with the same ones.
 # The enqueue-only comparison: room for every message, and no broker to send to.
 ENQUEUE_TOPIC = "enqueue-only"
 # Many short rounds: the best of them is what the comparison reports.
@@ -55,6 +54,7 @@ ENQUEUE_OPTIONS: dict[str, Any] = {
         "log_level": 0,
     },
 }
+# Settings shown in the progress log, to see both producers run with the same ones.
 SHOWN = (
     "acks",
     "enable.idempotence",
