@@ -4,18 +4,15 @@ and a TLS-only Kafka cluster (stunnel in front of Tansu) for the TLS tests."""
 
 from __future__ import annotations
 
-import itertools
 import os
-import re
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
-from tests.kafka_helpers import SHORT_SESSION_TIMEOUT, TlsKafka
+from tests.kafka_helpers import SHORT_SESSION_TIMEOUT, TlsKafka, unique_name
 from zeroqueue import admin
 from zeroqueue._process import ManagedProcess, free_port, wait_for_port
 from zeroqueue.embedded import EmbeddedBroker
@@ -23,8 +20,6 @@ from zeroqueue.embedded._binary import find_tansu_binary
 
 # CI sets this so a missing server binary fails the run instead of skipping tests.
 REQUIRE_SERVERS = os.environ.get("ZEROQUEUE_REQUIRE_SERVERS") == "1"
-
-_counter = itertools.count()
 
 __all__ = ["SHORT_SESSION_TIMEOUT"]
 
@@ -43,17 +38,12 @@ def brokers(kafka: EmbeddedBroker) -> list[str]:
     return [kafka.bootstrap_servers]
 
 
-def _unique(request: pytest.FixtureRequest, kind: str) -> str:
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name).strip("-")[:40]
-    return f"{kind}-{slug}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
-
-
 @pytest.fixture
 def new_topic(kafka: EmbeddedBroker, request: pytest.FixtureRequest) -> Callable[[int], str]:
     """Create a topic no other test uses: ``new_topic(partitions)`` returns its name."""
 
     def make(partitions: int = 1) -> str:
-        name = _unique(request, "t")
+        name = unique_name(request, "t")
         kafka.create_topic(name, partitions)
         return name
 
@@ -63,7 +53,7 @@ def new_topic(kafka: EmbeddedBroker, request: pytest.FixtureRequest) -> Callable
 @pytest.fixture
 def group(request: pytest.FixtureRequest) -> str:
     """A consumer group id no other test uses."""
-    return _unique(request, "g")
+    return unique_name(request, "g")
 
 
 def _require(name: str, package: str) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
@@ -126,3 +130,12 @@ class TlsKafka:
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         admin.create_topic([self.bootstrap], name, partitions=partitions, kafka_config=self.ssl)
+
+
+_names = itertools.count()
+
+
+def unique_name(request: pytest.FixtureRequest, kind: str) -> str:
+    """A topic or group name no other test uses, in the characters Kafka allows."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name).strip("-")[:40]
+    return f"{kind}-{slug}-{next(_names)}-{uuid.uuid4().hex[:6]}"

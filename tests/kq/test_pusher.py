@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
-import re
 import threading
 import weakref
 from collections import defaultdict
@@ -14,7 +13,7 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka import Message as KafkaMessage
 
-from tests.kafka_helpers import eventually, read_topic
+from tests.kafka_helpers import eventually, read_topic, unique_name
 from zeroqueue import (
     AsyncPusher,
     ConfigError,
@@ -58,11 +57,6 @@ def test_the_quick_push_is_the_one_the_hot_path_names(hot_path: str) -> None:
         assert str(inspect.signature(quick[1])) == str(
             inspect.signature(Pusher.push_with_key)
         ).replace("self, ", "")
-
-
-def topic_named_after(request: pytest.FixtureRequest, prefix: str) -> str:
-    """A topic named after the test, in the characters Kafka allows."""
-    return re.sub(r"[^a-zA-Z0-9._-]+", "-", f"{prefix}-{request.node.name}").strip("-")
 
 
 def fnv1a_partition(key: bytes, partitions: int) -> int:
@@ -397,7 +391,7 @@ def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
 
 def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(brokers, request) -> None:
     # given a topic that takes at most 1,000 bytes, and a pusher allowed 1 MiB
-    topic = topic_named_after(request, "small")
+    topic = unique_name(request, "small")
     admin.create_topic(brokers, topic, config={"max.message.bytes": "1000"})
     with Pusher(brokers, topic) as pusher:
         # when the broker refuses a 5,000-byte message (the embedded broker does not
@@ -497,7 +491,7 @@ def test_missing_topic_without_auto_creation_fails_with_sync_push(brokers) -> No
 
 
 def test_auto_topic_creation_creates_the_topic(brokers, request) -> None:
-    topic = topic_named_after(request, "auto")
+    topic = unique_name(request, "auto")
     with Pusher(brokers, topic, allow_auto_topic_creation=True, sync_push=True) as pusher:
         pusher.push("created")
     assert read_topic(brokers, topic, 1)[0].value() == b"created"
