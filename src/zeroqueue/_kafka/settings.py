@@ -107,6 +107,13 @@ def client_settings(
     return settings
 
 
+_UNVERIFIED_CERTIFICATE = "certificate verify failed"
+_UNVERIFIED_CERTIFICATE_ADVICE = (
+    "; the broker's certificate did not verify against CaFile/ca_file (ssl.ca.location):"
+    " it must be signed by a CA in that file and name the host in Brokers"
+)
+
+
 class ClientErrors:
     """Remembers why a client cannot reach the cluster, to name it in our errors.
 
@@ -131,4 +138,7 @@ class ClientErrors:
         """`` (last client error, 3s ago: ...)`` or ''."""
         if not self.last:
             return ""
-        return f" (last client error, {time.monotonic() - self._at:.0f}s ago: {self.last})"
+        # librdkafka words this failure two ways and only one of them points at
+        # the CA setting, so we name ours whichever one came last.
+        advice = _UNVERIFIED_CERTIFICATE_ADVICE if _UNVERIFIED_CERTIFICATE in self.last else ""
+        return f" (last client error, {time.monotonic() - self._at:.0f}s ago: {self.last}{advice})"
