@@ -7,6 +7,7 @@ plaintext Tansu that advertises the TLS port, so every connection a client makes
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.kafka_helpers import Recorder, TlsKafka, fast_queue_options, running
 from zeroqueue import BrokerUnavailableError, DeliveryError, KqConf, Pusher, Queue, admin
+from zeroqueue._kafka.settings import KAFKA_LOGGER
 
 # How much longer than its own timeout a failing call may take to give up.
 SLACK = 2.0
@@ -111,8 +113,11 @@ def test_a_queue_trusting_another_ca_does_not_start(tls_kafka: TlsKafka, group: 
     assert recorder.seen == []
 
 
-def test_a_plaintext_pusher_cannot_push_to_the_tls_port(tls_kafka: TlsKafka) -> None:
+def test_a_plaintext_pusher_cannot_push_to_the_tls_port(
+    tls_kafka: TlsKafka, caplog: pytest.LogCaptureFixture
+) -> None:
     # given a pusher without ca_file, so speaking plaintext, pointed at the TLS port
+    caplog.set_level(logging.INFO, logger=KAFKA_LOGGER.name)
     topic = new_topic(tls_kafka)
     with Pusher([tls_kafka.bootstrap], topic, sync_push=True, delivery_timeout=3) as pusher:
         # when it pushes synchronously
@@ -124,3 +129,13 @@ def test_a_plaintext_pusher_cannot_push_to_the_tls_port(tls_kafka: TlsKafka) -> 
     assert elapsed < 3 + SLACK
     assert f"to topic {topic!r} was not delivered" in str(caught.value)
     assert "brokers are down" in str(caught.value)
+    # and the zeroqueue.kafka logger says why: the TLS port dropped each connection
+    # (librdkafka gives that to the log only, not to the client's error callback)
+    dropped = [
+        record
+        for record in caplog.records
+        if record.name == KAFKA_LOGGER.name
+        and tls_kafka.bootstrap in record.getMessage()
+        and "Disconnected" in record.getMessage()
+    ]
+    assert dropped, [record.getMessage() for record in caplog.records]

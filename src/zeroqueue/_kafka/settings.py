@@ -96,8 +96,6 @@ def client_settings(
     settings: dict[str, Any] = {
         "bootstrap.servers": servers,
         "logger": KAFKA_LOGGER,
-        # A closed idle connection is routine, not worth a log line.
-        "log.connection.close": False,
     }
     if client_id:
         settings["client.id"] = client_id
