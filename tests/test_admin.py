@@ -9,7 +9,9 @@ from zeroqueue import BrokerUnavailableError, ZeroQueueError, admin
 from zeroqueue._process import free_port
 
 
-def test_max_message_bytes_reads_the_topics_setting(brokers, request) -> None:
+def test_max_message_bytes_reads_the_topics_setting(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
     topic = f"admin-limit-{request.node.name}"
     admin.create_topic(brokers, topic, config={"max.message.bytes": "1000"})
     assert admin.max_message_bytes(brokers, topic) == 1000
@@ -21,7 +23,9 @@ def test_max_message_bytes_with_no_broker_is_a_clear_error() -> None:
         admin.max_message_bytes([address], "t", timeout=1)
 
 
-def test_delete_group_forgets_its_commits(brokers, request) -> None:
+def test_delete_group_forgets_its_commits(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
     topic = f"admin-group-{request.node.name}"
     group = f"admin-group-{request.node.name}"
     admin.create_topic(brokers, topic)
@@ -34,7 +38,7 @@ def test_delete_group_forgets_its_commits(brokers, request) -> None:
     admin.delete_group(brokers, group)  # a group that does not exist is no error
 
 
-def test_delete_topic_removes_it(brokers, request) -> None:
+def test_delete_topic_removes_it(brokers: list[str], request: pytest.FixtureRequest) -> None:
     topic = f"admin-delete-{request.node.name}"
     admin.create_topic(brokers, topic)
     admin.delete_topic(brokers, topic)

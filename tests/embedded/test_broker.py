@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ def _process_exists(pid: int) -> bool:
     return not (status.exists() and "zombie" in status.read_text())
 
 
-def test_raw_client_round_trip_with_group_commit(kafka: EmbeddedBroker, new_topic, group) -> None:
+def test_raw_client_round_trip_with_group_commit(
+    kafka: EmbeddedBroker, new_topic: Callable[[int], str], group: str
+) -> None:
     # given a topic with three partitions on the embedded broker
     topic = new_topic(3)
     servers = kafka.bootstrap_servers

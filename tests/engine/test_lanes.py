@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue.engine.lanes import Router, WorkBoard
+from zeroqueue.engine.lanes import Router, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
 
 
@@ -13,12 +13,18 @@ def record(partition: int, offset: int, key: bytes | None, topic: str = "t") -> 
     return KafkaMessage(topic=topic, partition=partition, offset=offset, key=key, value=b"v")
 
 
+def offset_of(r: KafkaMessage) -> int:
+    offset = r.offset()
+    assert offset is not None
+    return offset
+
+
 class Progresses(dict[tuple[str, int], PartitionProgress]):
     def __call__(self, topic: str, partition: int) -> PartitionProgress:
         return self.setdefault((topic, partition), PartitionProgress(topic, partition))
 
 
-def lanes_of(items: dict[int, list]) -> dict[bytes | None, set[int]]:
+def lanes_of(items: dict[int, WorkItem]) -> dict[bytes | None, set[int]]:
     """For each key, the set of lanes its records were routed to."""
     seen: dict[bytes | None, set[int]] = {}
     for lane, item in items.items():
@@ -37,7 +43,7 @@ def test_one_key_always_lands_in_one_lane_in_offset_order() -> None:
         for _, records in item:
             keys = {r.key() for r in records}
             for key in keys:
-                offsets = [r.offset() for r in records if r.key() == key]
+                offsets = [offset_of(r) for r in records if r.key() == key]
                 assert offsets == sorted(offsets)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
-from zeroqueue.engine.lanes import Router, WorkBoard
+from zeroqueue.engine.lanes import Lane, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
 from zeroqueue.message import Message
@@ -24,7 +25,9 @@ def owned(*keys: tuple[str, int]) -> dict[tuple[str, int], PartitionProgress]:
     return {key: PartitionProgress(*key) for key in keys}
 
 
-def runner_for(handler: object, *, force_commit: bool, errors: list[str] | None = None):
+def runner_for(
+    handler: object, *, force_commit: bool, errors: list[str] | None = None
+) -> LaneRunner:
     policy = FailurePolicy(
         force_commit=force_commit,
         error_handler=None if errors is None else lambda m, e: errors.append(f"{m.offset}:{e}"),
@@ -120,7 +123,11 @@ def test_a_message_to_retry_and_all_after_it_go_to_the_workers() -> None:
     assert runner._resume == {}
 
 
-def hand_off_once(runner: LaneRunner, progresses, batch):
+def hand_off_once(
+    runner: LaneRunner,
+    progresses: dict[tuple[str, int], PartitionProgress],
+    batch: list[KafkaMessage],
+) -> Lane:
     """Run ``batch`` directly, where its first message fails once; queue the rest on a lane."""
     rest = runner.run_direct(batch, progresses.get, multi_topic=False)
     assert rest == batch
@@ -130,7 +137,7 @@ def hand_off_once(runner: LaneRunner, progresses, batch):
     return lane
 
 
-def fails_once(calls: list[str]):
+def fails_once(calls: list[str]) -> Callable[[str, str], None]:
     failed: list[str] = []
 
     def handle(key: str, value: str) -> None:

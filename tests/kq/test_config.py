@@ -110,7 +110,9 @@ def test_keys_match_without_regard_to_case_or_underscores() -> None:
         ({"CaFile": "/missing/ca.pem"}, "CaFile: got '/missing/ca.pem'; expected a readable"),
     ],
 )
-def test_invalid_values_name_field_value_and_what_is_allowed(fields: dict, message: str) -> None:
+def test_invalid_values_name_field_value_and_what_is_allowed(
+    fields: dict[str, object], message: str
+) -> None:
     base = {"Brokers": ["127.0.0.1:9092"], "Group": "g", "Topic": "t"}
     with pytest.raises(ConfigError, match=message):
         KqConf(**(base | fields))

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.kafka_helpers import committed_offsets
 from zeroqueue import Pusher
+from zeroqueue.embedded import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 20_000
@@ -32,7 +34,9 @@ def parse(line: str) -> tuple[int, int, str, int]:
     return int(partition), int(offset), key, int(value)
 
 
-def test_sigkill_mid_stream_loses_nothing(kafka, new_topic, group) -> None:
+def test_sigkill_mid_stream_loses_nothing(
+    kafka: EmbeddedBroker, new_topic: Callable[[int], str], group: str
+) -> None:
     # given 20,000 keyed messages on 4 partitions
     topic = new_topic(4)
     with Pusher([kafka.bootstrap_servers], topic) as pusher:

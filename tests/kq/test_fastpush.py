@@ -17,9 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from zeroqueue.kq import pusher as pusher_module
+# The C FastPush the Pusher uses, or None where zeroqueue.kq._fastpush is not built.
+try:
+    from zeroqueue.kq._fastpush import FastPush as _FastPush
+except ImportError:
+    FastPush: type[_FastPush] | None = None
+else:
+    FastPush = _FastPush
 
-FastPush = pusher_module._FastPush
 ROOT = Path(__file__).resolve().parents[2]
 
 needs_fast_push = pytest.mark.skipif(FastPush is None, reason="zeroqueue.kq._fastpush not built")
@@ -34,24 +39,38 @@ def test_the_c_hot_path_is_built() -> None:
     assert FastPush is not None, "zeroqueue.kq._fastpush did not build: see pip install -v"
 
 
-class Recorder:
-    """Stands in for produce() and for the Python fallback, noting every call."""
+class Calls:
+    """Notes every call it is given, then raises ``raises`` if there is one."""
 
     def __init__(self, raises: BaseException | None = None) -> None:
         self.calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
         self.raises = raises
 
-    def __call__(self, *args: object, **kwargs: object) -> str:
+    def note(self, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
         self.calls.append((args, kwargs))
         if self.raises is not None:
             raise self.raises
+
+
+class Produce(Calls):
+    """Stands in for produce(), noting every call; FastPush ignores what it returns."""
+
+    def __call__(self, *args: object, **kwargs: object) -> str:
+        self.note(args, kwargs)
         return "ignored"
+
+
+class Recorder(Calls):
+    """Stands in for the Python fallback and for the retry, noting every call."""
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        self.note(args, kwargs)
 
 
 def fast(
     produce: Callable[..., object],
-    fallback: Callable[..., object],
-    retry: Callable[..., object] | None = None,
+    fallback: Callable[..., None],
+    retry: Callable[..., None] | None = None,
     *,
     keyed: bool = True,
     retry_on: tuple[type[BaseException], ...] = (BufferError, TypeError),
@@ -62,7 +81,7 @@ def fast(
 
 @needs_fast_push
 def test_a_keyed_push_reaches_produce_as_topic_value_key() -> None:
-    produce, fallback = Recorder(), Recorder()
+    produce, fallback = Produce(), Recorder()
     push_with_key = fast(produce, fallback)
     assert push_with_key(b"user-1", b"paid") is None
     assert produce.calls == [(("orders", b"paid", b"user-1"), {})]
@@ -71,7 +90,7 @@ def test_a_keyed_push_reaches_produce_as_topic_value_key() -> None:
 
 @needs_fast_push
 def test_a_push_without_key_reaches_produce_as_topic_value() -> None:
-    produce, fallback = Recorder(), Recorder()
+    produce, fallback = Produce(), Recorder()
     push = fast(produce, fallback, keyed=False)
     push("paid")
     assert produce.calls == [(("orders", "paid"), {})]
@@ -93,7 +112,7 @@ def test_a_push_without_key_reaches_produce_as_topic_value() -> None:
 def test_any_other_call_goes_to_the_fallback_unchanged(
     args: tuple[object, ...], kwargs: dict[str, object]
 ) -> None:
-    produce, fallback = Recorder(), Recorder()
+    produce, fallback = Produce(), Recorder()
     fast(produce, fallback)(*args, **kwargs)
     assert produce.calls == []
     assert fallback.calls == [(args, kwargs)]
@@ -102,7 +121,7 @@ def test_any_other_call_goes_to_the_fallback_unchanged(
 @needs_fast_push
 @pytest.mark.parametrize("error", [BufferError("queue full"), TypeError("bad key")])
 def test_an_error_the_retry_handles_goes_there_once(error: BaseException) -> None:
-    produce, fallback, retry = Recorder(raises=error), Recorder(), Recorder()
+    produce, fallback, retry = Produce(raises=error), Recorder(), Recorder()
     fast(produce, fallback, retry)("k", "v")
     assert len(produce.calls) == 1
     assert retry.calls == [(("k", "v"), {})]
@@ -112,7 +131,7 @@ def test_an_error_the_retry_handles_goes_there_once(error: BaseException) -> Non
 @needs_fast_push
 @pytest.mark.parametrize("error", [ValueError("not retried"), KeyboardInterrupt()])
 def test_any_other_error_propagates_without_the_fallback(error: BaseException) -> None:
-    produce, fallback, retry = Recorder(raises=error), Recorder(), Recorder()
+    produce, fallback, retry = Produce(raises=error), Recorder(), Recorder()
     with pytest.raises(type(error)):
         fast(produce, fallback, retry)("k", "v")
     assert fallback.calls == retry.calls == []
@@ -120,7 +139,7 @@ def test_any_other_error_propagates_without_the_fallback(error: BaseException) -
 
 @needs_fast_push
 def test_swapping_produce_takes_effect_on_the_next_push() -> None:
-    refusal = Recorder(raises=RuntimeError("closed"))
+    refusal = Produce(raises=RuntimeError("closed"))
     push_with_key: Callable[..., object]
 
     def produce_then_close(*args: object) -> None:
@@ -138,7 +157,7 @@ def test_swapping_produce_takes_effect_on_the_next_push() -> None:
 @needs_fast_push
 def test_threads_pushing_while_produce_is_swapped_lose_nothing() -> None:
     # given four threads pushing while another thread keeps swapping produce
-    before, after = Recorder(), Recorder()
+    before, after = Produce(), Produce()
     push_with_key = fast(before, Recorder())
     pushes_per_thread = 20_000
     swapped = threading.Event()
@@ -193,7 +212,7 @@ def test_it_reads_like_the_function_it_speeds_up() -> None:
     def push_with_key(key: str, value: str, headers: object = None) -> None:
         """Push value under key."""
 
-    push = functools.update_wrapper(fast(Recorder(), push_with_key), push_with_key)
+    push = functools.update_wrapper(fast(Produce(), push_with_key), push_with_key)
     assert push.__doc__ == "Push value under key."
     assert push.__name__ == "push_with_key"
     assert (
@@ -213,15 +232,16 @@ class Owner:
 def owner_in_a_cycle(through: str) -> weakref.ref[Owner]:
     owner = Owner()
 
-    def fallback(*args: object) -> Owner:
-        return owner
+    def fallback(*args: object) -> None:
+        # never called: it holds the owner, as the Pusher's full push holds the pusher
+        assert owner is not None
 
     if through == "fallback":
-        owner.push = fast(Recorder(), fallback)
+        owner.push = fast(Produce(), fallback)
     elif through == "retry":
-        owner.push = fast(Recorder(), Recorder(), fallback)
+        owner.push = fast(Produce(), Recorder(), fallback)
     else:  # the instance __dict__, where update_wrapper puts __wrapped__
-        owner.push = functools.update_wrapper(fast(Recorder(), Recorder()), fallback)
+        owner.push = functools.update_wrapper(fast(Produce(), Recorder()), fallback)
     return weakref.ref(owner)
 
 
@@ -247,6 +267,7 @@ def test_no_reference_is_leaked_on_any_path() -> None:
             return result
         raise BufferError("full")
 
+    assert FastPush is not None
     fallback, retry = Recorder(), Recorder()
     push_with_key = fast(produce, fallback, retry)
     watched = (key, value, result, produce, fallback, retry)
@@ -269,7 +290,7 @@ def test_it_can_be_weakly_referenced_and_names_what_it_speeds_up() -> None:
     def push_with_key(key: str, value: str) -> None:
         """Push value under key."""
 
-    push = fast(Recorder(), push_with_key)
+    push = fast(Produce(), push_with_key)
     assert weakref.ref(push)() is push
     assert repr(push) == f"<FastPush of {push_with_key!r}>"
 

@@ -8,6 +8,8 @@ import inspect
 import threading
 import weakref
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
@@ -29,9 +31,17 @@ from zeroqueue import (
 )
 from zeroqueue._process import free_port
 from zeroqueue.kq import pusher as pusher_module
+from zeroqueue.kq._producer import HeadersArg
+
+# The C FastPush the Pusher uses, or None where zeroqueue.kq._fastpush is not built.
+try:
+    from zeroqueue.kq._fastpush import FastPush
+except ImportError:
+    FAST_PUSH: type[FastPush] | None = None
+else:
+    FAST_PUSH = FastPush
 
 UNREACHABLE = [f"127.0.0.1:{free_port()}"]
-FAST_PUSH = pusher_module._FastPush
 
 
 @pytest.fixture(autouse=True, params=["c", "python"])
@@ -103,7 +113,9 @@ def test_fnv1a_reference_matches_known_sarama_values() -> None:
     assert fnv1a_partition(b"foobar", 1 << 30) == abs(0xBF9CF968 - (1 << 32)) % (1 << 30)
 
 
-def test_ten_thousand_keyed_messages_arrive_in_key_order(brokers, new_topic) -> None:
+def test_ten_thousand_keyed_messages_arrive_in_key_order(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(4)
     with Pusher(brokers, topic) as pusher:
         for i in range(10_000):
@@ -118,7 +130,9 @@ def test_ten_thousand_keyed_messages_arrive_in_key_order(brokers, new_topic) -> 
         assert values == sorted(values)
 
 
-def test_hash_balancer_matches_sarama_and_kafka_go(brokers, new_topic) -> None:
+def test_hash_balancer_matches_sarama_and_kafka_go(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(7)
     keys = [f"login_log_{i}".encode() for i in range(1000)]
     with Pusher(brokers, topic) as pusher:
@@ -132,7 +146,9 @@ def test_hash_balancer_matches_sarama_and_kafka_go(brokers, new_topic) -> None:
     assert len(set(actual.values())) == 7
 
 
-def test_murmur2_balancer_matches_the_java_client(brokers, new_topic) -> None:
+def test_murmur2_balancer_matches_the_java_client(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(7)
     keys = [f"order-{i}".encode() for i in range(300)]
     with Pusher(brokers, topic, balancer="murmur2") as pusher:
@@ -142,12 +158,12 @@ def test_murmur2_balancer_matches_the_java_client(brokers, new_topic) -> None:
     assert all(actual[k] == murmur2_partition(k, 7) for k in keys)
 
 
-def test_python_balancers(brokers, new_topic) -> None:
+def test_python_balancers(brokers: list[str], new_topic: Callable[[int], str]) -> None:
     topic = new_topic(4)
     with Pusher(brokers, topic, balancer="round_robin") as pusher:
         for i in range(40):
             pusher.push_with_key("same-key", f"{i}")
-    counts = defaultdict(int)
+    counts: defaultdict[int | None, int] = defaultdict(int)
     for record in read_topic(brokers, topic, 40):
         counts[record.partition()] += 1
     assert dict(counts) == {0: 10, 1: 10, 2: 10, 3: 10}
@@ -180,7 +196,9 @@ def bytes_per_partition(brokers: list[str], topic: str, count: int) -> list[int]
     return list(sizes.values())
 
 
-def test_least_bytes_counts_a_push_that_waited_for_room_once(brokers, new_topic) -> None:
+def test_least_bytes_counts_a_push_that_waited_for_room_once(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     # a one-message buffer: every push but the first waits (and retries) for room
     topic = new_topic(2)
     one = {"queue.buffering.max.messages": 1}
@@ -190,7 +208,9 @@ def test_least_bytes_counts_a_push_that_waited_for_room_once(brokers, new_topic)
     assert sorted(bytes_per_partition(brokers, topic, 11)) == [100, 100]
 
 
-def test_a_balancer_returning_a_bad_partition_is_refused(brokers, new_topic) -> None:
+def test_a_balancer_returning_a_bad_partition_is_refused(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     with (
         Pusher(brokers, new_topic(2), balancer=lambda key, count: 5) as pusher,
         pytest.raises(PushError, match=r"returned partition 5; topic .* has partitions 0\.\.1"),
@@ -198,7 +218,7 @@ def test_a_balancer_returning_a_bad_partition_is_refused(brokers, new_topic) -> 
         pusher.push("x")
 
 
-def test_headers_and_bytes_round_trip(brokers, new_topic) -> None:
+def test_headers_and_bytes_round_trip(brokers: list[str], new_topic: Callable[[int], str]) -> None:
     topic = new_topic(1)
     with Pusher(brokers, topic) as pusher:
         pusher.push_with_key(b"\x00k", b"\xff\x00", headers={"trace": "abc", "n": b"\x01"})
@@ -220,7 +240,9 @@ def test_sync_push_raises_when_the_broker_is_unreachable() -> None:
         assert "Connection refused" in str(info.value)
 
 
-def test_sync_push_returns_after_the_ack(brokers, new_topic) -> None:
+def test_sync_push_returns_after_the_ack(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(1)
     with Pusher(brokers, topic, sync_push=True) as pusher:
         pusher.push("acked")
@@ -293,7 +315,7 @@ def test_close_raises_what_failed_and_later_pushes_are_refused() -> None:
 
 
 def test_a_held_push_is_refused_during_the_final_flush_of_close(
-    brokers, new_topic, monkeypatch
+    brokers: list[str], new_topic: Callable[[int], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given pushes held by a hot loop, and a close() whose final flush is under way
     topic = new_topic(1)
@@ -303,7 +325,11 @@ def test_a_held_push_is_refused_during_the_final_flush_of_close(
     final_flush = pusher._core.flush
 
     def push_during_the_final_flush(timeout: float | None = None) -> None:
-        for late_push in (lambda: push("late"), lambda: push_with_key("k", "late")):
+        late_pushes: tuple[Callable[[], None], ...] = (
+            lambda: push("late"),
+            lambda: push_with_key("k", "late"),
+        )
+        for late_push in late_pushes:
             try:
                 late_push()
                 outcomes.append(None)
@@ -320,7 +346,7 @@ def test_a_held_push_is_refused_during_the_final_flush_of_close(
     assert [m.value() for m in read_topic(brokers, topic, 1)] == [b"kept"]
 
 
-def test_patching_push_on_the_class_reaches_every_pusher(monkeypatch) -> None:
+def test_patching_push_on_the_class_reaches_every_pusher(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr(Pusher, "push", lambda self, value: calls.append(value))
     monkeypatch.setattr(Pusher, "push_with_key", lambda self, *args: calls.append(args))
@@ -334,7 +360,9 @@ def test_a_subclass_overriding_push_with_key_gets_every_push() -> None:
     calls: list[tuple[str | bytes | None, str | bytes]] = []
 
     class Recording(Pusher):
-        def push_with_key(self, key, value, headers=None) -> None:
+        def push_with_key(
+            self, key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+        ) -> None:
             calls.append((key, value))
 
     with Recording(UNREACHABLE, "t") as pusher:
@@ -347,7 +375,7 @@ def test_a_subclass_overriding_push_only_gets_every_push() -> None:
     values: list[str | bytes] = []
 
     class Recording(Pusher):
-        def push(self, value) -> None:
+        def push(self, value: str | bytes) -> None:
             values.append(value)
 
     with Recording(UNREACHABLE, "t") as pusher:
@@ -378,7 +406,7 @@ def test_client_events_are_not_taken_for_messages_in_flight() -> None:
     pusher.close(timeout=0)
 
 
-def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
+def test_a_message_above_the_limit_names_size_and_limit(brokers: list[str]) -> None:
     with Pusher(brokers, "t", max_message_bytes=1000) as pusher:
         with pytest.raises(
             MessageTooLargeError, match=r"2001 bytes .* max_message_bytes=1000"
@@ -389,7 +417,9 @@ def test_a_message_above_the_limit_names_size_and_limit(brokers) -> None:
             pusher.push("x" * 2000)
 
 
-def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(brokers, request) -> None:
+def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
     # given a topic that takes at most 1,000 bytes, and a pusher allowed 1 MiB
     topic = unique_name(request, "small")
     admin.create_topic(brokers, topic, config={"max.message.bytes": "1000"})
@@ -405,12 +435,14 @@ def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(broker
     assert "max.message.bytes is 1000" in str(error)
 
 
-def test_values_of_the_wrong_type_are_refused(brokers) -> None:
+def test_values_of_the_wrong_type_are_refused(brokers: list[str]) -> None:
     with Pusher(brokers, "t") as pusher, pytest.raises(InvalidMessageError, match="value int"):
         pusher.push(12)  # type: ignore[arg-type]
 
 
-def test_a_full_buffer_makes_push_wait_not_fail(brokers, new_topic) -> None:
+def test_a_full_buffer_makes_push_wait_not_fail(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(1)
     tiny = {"queue.buffering.max.messages": 5}
     with Pusher(brokers, topic, kafka_config=tiny) as pusher:
@@ -430,7 +462,9 @@ def test_a_buffer_that_stays_full_times_out() -> None:
         pusher.close(timeout=0.1)
 
 
-def test_a_push_waiting_for_room_when_close_begins_is_refused(monkeypatch) -> None:
+def test_a_push_waiting_for_room_when_close_begins_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # given a push waiting for room in a full buffer
     tiny = {"queue.buffering.max.messages": 2}
     pusher = Pusher(UNREACHABLE, "t", buffer_full_timeout=30, kafka_config=tiny)
@@ -465,15 +499,15 @@ def test_a_push_waiting_for_room_when_close_begins_is_refused(monkeypatch) -> No
     assert isinstance(outcome[0], PusherClosedError)
 
 
-def test_threads_can_share_a_pusher(brokers, new_topic) -> None:
+def test_threads_can_share_a_pusher(brokers: list[str], new_topic: Callable[[int], str]) -> None:
     topic = new_topic(3)
     with Pusher(brokers, topic) as pusher:
-        threads = [
-            threading.Thread(
-                target=lambda n=n: [pusher.push_with_key(f"t{n}", f"{n}:{i}") for i in range(500)]
-            )
-            for n in range(8)
-        ]
+
+        def push_500(n: int) -> None:
+            for i in range(500):
+                pusher.push_with_key(f"t{n}", f"{n}:{i}")
+
+        threads = [threading.Thread(target=push_500, args=(n,)) for n in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -482,7 +516,7 @@ def test_threads_can_share_a_pusher(brokers, new_topic) -> None:
     assert len(set(values)) == 4000
 
 
-def test_missing_topic_without_auto_creation_fails_with_sync_push(brokers) -> None:
+def test_missing_topic_without_auto_creation_fails_with_sync_push(brokers: list[str]) -> None:
     with (
         Pusher(brokers, "does-not-exist-xyz", sync_push=True, delivery_timeout=1) as pusher,
         pytest.raises(DeliveryError, match="does-not-exist-xyz"),
@@ -490,7 +524,9 @@ def test_missing_topic_without_auto_creation_fails_with_sync_push(brokers) -> No
         pusher.push("x")
 
 
-def test_auto_topic_creation_creates_the_topic(brokers, request) -> None:
+def test_auto_topic_creation_creates_the_topic(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
     topic = unique_name(request, "auto")
     with Pusher(brokers, topic, allow_auto_topic_creation=True, sync_push=True) as pusher:
         pusher.push("created")
@@ -510,8 +546,10 @@ def test_auto_topic_creation_creates_the_topic(brokers, request) -> None:
     ],
 )
 def test_bad_options_name_the_option(option: str, value: object, message: str) -> None:
+    # Any: the wrong types are the point, for Pusher's own checks to refuse
+    options: dict[str, Any] = {option: value}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Pusher(["127.0.0.1:9092"], "t", **{option: value})
+        Pusher(["127.0.0.1:9092"], "t", **options)
 
 
 def test_idempotence_needs_acks_all() -> None:
@@ -521,7 +559,9 @@ def test_idempotence_needs_acks_all() -> None:
         assert not pusher.options.idempotent
 
 
-def test_async_pusher_pushes_and_flushes(brokers, new_topic) -> None:
+def test_async_pusher_pushes_and_flushes(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(2)
 
     async def main() -> None:
@@ -558,7 +598,9 @@ def test_async_pusher_sync_push_and_failures() -> None:
     asyncio.run(main())
 
 
-def test_async_sync_push_does_not_block_the_loop(brokers, new_topic) -> None:
+def test_async_sync_push_does_not_block_the_loop(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
     topic = new_topic(1)
 
     async def main() -> int:
@@ -581,7 +623,9 @@ def test_async_sync_push_does_not_block_the_loop(brokers, new_topic) -> None:
     assert len(read_topic(brokers, topic, 20)) == 20
 
 
-def test_a_pusher_keeps_the_hot_path_it_was_built_with(hot_path: str, monkeypatch) -> None:
+def test_a_pusher_keeps_the_hot_path_it_was_built_with(
+    hot_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given a pusher built on one hot path, and the module switched to the other
     pusher = Pusher(UNREACHABLE, "t")
     push_with_key = pusher.push_with_key

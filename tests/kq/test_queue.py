@@ -7,6 +7,8 @@ import functools
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,7 @@ from zeroqueue import (
     Queue,
 )
 from zeroqueue._process import free_port
+from zeroqueue.embedded import EmbeddedBroker
 from zeroqueue.engine import conn
 from zeroqueue.engine.governor import Governor
 
@@ -48,7 +51,7 @@ def assert_key_order(by_key: dict[str, list[str]]) -> None:
 
 
 def test_every_keyed_message_is_handled_in_key_order_with_8_processors(
-    brokers, new_topic, group
+    brokers: list[str], new_topic: Callable[[int], str], group: str
 ) -> None:
     # given 20,000 keyed messages on 4 partitions
     topic = new_topic(4)
@@ -67,7 +70,7 @@ def test_every_keyed_message_is_handled_in_key_order_with_8_processors(
 
 
 def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers(
-    brokers, new_topic, group, monkeypatch
+    brokers: list[str], new_topic: Callable[[int], str], group: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given workers that keep the handling for 20 ms after a failure instead of 10 s,
     # so the fetch thread takes it back while the retry still waits out its backoff
@@ -119,7 +122,9 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
     assert later_on_workers == {True, False}
 
 
-def test_parallel_processors_overlap_slow_handlers(brokers, new_topic, group) -> None:
+def test_parallel_processors_overlap_slow_handlers(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     # given a handler that waits 20 ms (I/O) and records how many run at once
     topic = new_topic(4)
     push(brokers, topic, 400, keys=400)
@@ -143,7 +148,9 @@ def test_parallel_processors_overlap_slow_handlers(brokers, new_topic, group) ->
     assert peak >= 4
 
 
-def test_same_key_never_runs_concurrently(brokers, new_topic, group) -> None:
+def test_same_key_never_runs_concurrently(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(2)
     push(brokers, topic, 600, keys=3)
     active: set[str] = set()
@@ -168,7 +175,7 @@ def test_same_key_never_runs_concurrently(brokers, new_topic, group) -> None:
 
 
 def test_force_commit_false_retries_a_failing_message_without_skipping_it(
-    brokers, new_topic, group
+    brokers: list[str], new_topic: Callable[[int], str], group: str
 ) -> None:
     # given a handler that fails three times on message "2", then succeeds
     topic = new_topic(1)
@@ -201,7 +208,7 @@ def test_force_commit_false_retries_a_failing_message_without_skipping_it(
 
 
 def test_force_commit_false_never_commits_past_a_message_that_keeps_failing(
-    brokers, new_topic, group
+    brokers: list[str], new_topic: Callable[[int], str], group: str
 ) -> None:
     # given three handled and committed messages
     topic = new_topic(1)
@@ -235,7 +242,9 @@ def test_force_commit_false_never_commits_past_a_message_that_keeps_failing(
     assert committed_offsets(brokers, group, topic) == {0: 3}
 
 
-def test_force_commit_true_reports_and_moves_on(brokers, new_topic, group) -> None:
+def test_force_commit_true_reports_and_moves_on(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(1)
     push(brokers, topic, 4, keys=1)
     failures: list[tuple[Message, BaseException]] = []
@@ -258,7 +267,9 @@ def test_force_commit_true_reports_and_moves_on(brokers, new_topic, group) -> No
     assert [(m.offset, str(e)) for m, e in failures] == [(1, "bad order")]
 
 
-def test_stop_drains_in_flight_messages_and_commits_them(brokers, new_topic, group) -> None:
+def test_stop_drains_in_flight_messages_and_commits_them(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     # given a slow handler and more messages than it gets through before stop()
     topic = new_topic(2)
     push(brokers, topic, 300, keys=300)
@@ -290,12 +301,14 @@ def test_stop_drains_in_flight_messages_and_commits_them(brokers, new_topic, gro
     assert handled | {int(v) for _, v in rest.seen} == set(range(300))
 
 
-def test_two_queues_split_partitions_and_one_takes_over(brokers, new_topic, group) -> None:
+def test_two_queues_split_partitions_and_one_takes_over(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(6)
     both = Recorder()
     seen_by: dict[str, list[str]] = {"one": [], "two": []}
 
-    def handler(name: str):
+    def handler(name: str) -> Callable[[str, str], None]:
         def handle(key: str, value: str) -> None:
             seen_by[name].append(value)
             both(key, value)
@@ -328,7 +341,9 @@ def test_two_queues_split_partitions_and_one_takes_over(brokers, new_topic, grou
     assert_key_order({k: v for k, v in both.by_key().items() if k})
 
 
-def test_conns_gives_several_members_in_one_process(brokers, new_topic, group) -> None:
+def test_conns_gives_several_members_in_one_process(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(4)
     push(brokers, topic, 1000)
     recorder = Recorder()
@@ -342,7 +357,9 @@ def test_conns_gives_several_members_in_one_process(brokers, new_topic, group) -
     assert sorted(int(v) for _, v in recorder.seen) == list(range(1000))
 
 
-def test_undecodable_messages_reach_the_error_handler(brokers, new_topic, group) -> None:
+def test_undecodable_messages_reach_the_error_handler(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(1)
     with Pusher(brokers, topic) as pusher:
         pusher.push_with_key("k", "before")
@@ -365,7 +382,9 @@ def test_undecodable_messages_reach_the_error_handler(brokers, new_topic, group)
     assert message.value == b"\xff\xfe not utf-8"
 
 
-def test_message_handlers_get_the_whole_record(brokers, new_topic, group) -> None:
+def test_message_handlers_get_the_whole_record(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(1)
     with Pusher(brokers, topic) as pusher:
         pusher.push_with_key(b"\x01key", b"\x00raw", headers={"trace-id": "t-1"})
@@ -387,7 +406,9 @@ def test_message_handlers_get_the_whole_record(brokers, new_topic, group) -> Non
     assert before - 60 < message.timestamp < time.time() + 1
 
 
-def test_async_handlers_keep_key_order(brokers, new_topic, group) -> None:
+def test_async_handlers_keep_key_order(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(3)
     push(brokers, topic, 2000, keys=40)
     recorder = Recorder()
@@ -408,7 +429,9 @@ def test_async_handlers_keep_key_order(brokers, new_topic, group) -> None:
     assert peak > 1
 
 
-def test_go_queue_style_consume_objects_work(brokers, new_topic, group) -> None:
+def test_go_queue_style_consume_objects_work(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(1)
     push(brokers, topic, 10, keys=1)
     recorder = Recorder()
@@ -422,7 +445,9 @@ def test_go_queue_style_consume_objects_work(brokers, new_topic, group) -> None:
     assert [v for _, v in recorder.seen] == [str(i) for i in range(10)]
 
 
-def test_regex_and_list_subscriptions(brokers, new_topic, group, kafka) -> None:
+def test_regex_and_list_subscriptions(
+    brokers: list[str], new_topic: Callable[[int], str], group: str, kafka: EmbeddedBroker
+) -> None:
     suffix = new_topic(1)
     first, second = f"orders-a-{suffix}", f"orders-b-{suffix}"
     kafka.create_topic(first, 2)
@@ -439,7 +464,9 @@ def test_regex_and_list_subscriptions(brokers, new_topic, group, kafka) -> None:
         assert sorted(int(v) for _, v in recorder.seen) == list(range(50))
 
 
-def test_partition_ordering_and_metrics_hook(brokers, new_topic, group) -> None:
+def test_partition_ordering_and_metrics_hook(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(2)
     push(brokers, topic, 200, keys=200)
     observed: list[tuple[str, int, float, BaseException | None]] = []
@@ -458,7 +485,9 @@ def test_partition_ordering_and_metrics_hook(brokers, new_topic, group) -> None:
     assert all(seconds >= 0 and error is None for _, _, seconds, error in observed)
 
 
-def test_a_small_buffer_bounds_messages_in_flight(brokers, new_topic, group) -> None:
+def test_a_small_buffer_bounds_messages_in_flight(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
     topic = new_topic(4)
     push(brokers, topic, 600, keys=600)
     peak = 0
@@ -479,7 +508,7 @@ def test_a_small_buffer_bounds_messages_in_flight(brokers, new_topic, group) -> 
     assert 0 < peak <= 25
 
 
-def test_a_broker_that_is_down_is_a_clear_error_at_start(group) -> None:
+def test_a_broker_that_is_down_is_a_clear_error_at_start(group: str) -> None:
     address = f"127.0.0.1:{free_port()}"
     queue = Queue(
         KqConf(Brokers=[address], Group=group, Topic="t"), lambda k, v: None, connect_timeout=0.5
@@ -500,5 +529,7 @@ def test_a_broker_that_is_down_is_a_clear_error_at_start(group) -> None:
 )
 def test_bad_queue_options_name_the_option(option: str, value: object, message: str) -> None:
     conf_ = KqConf(Brokers=["127.0.0.1:9092"], Group="g", Topic="t")
+    # Any: the wrong types are the point, for Queue's own checks to refuse
+    options: dict[str, Any] = {option: value}
     with pytest.raises(ConfigError, match=message):
-        Queue(conf_, lambda k, v: None, **{option: value})
+        Queue(conf_, lambda k, v: None, **options)
