@@ -103,6 +103,23 @@ def test_without_force_commit_retries_back_off_up_to_the_cap() -> None:
     assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
+@pytest.mark.parametrize(
+    ("retry_backoff", "ceiling"), [(0.5, 30.0), (0.0, 0.0), (0.0, 5.0), (1e300, 1e308)]
+)
+def test_a_message_failing_thousands_of_times_keeps_a_finite_pause(
+    retry_backoff: float, ceiling: float
+) -> None:
+    # (2 ** 1024 does not convert to a float: attempt 1026 used to raise OverflowError)
+    policy = FailurePolicy(
+        force_commit=False,
+        error_handler=None,
+        retry_backoff=retry_backoff,
+        max_retry_backoff=ceiling,
+    )
+    expected = min(retry_backoff * 2.0**40, ceiling)
+    assert [policy.delay(n) for n in (41, 1_025, 1_026, 5_000, 10**9)] == [expected] * 5
+
+
 def test_a_raising_error_handler_is_logged_not_propagated(caplog: pytest.LogCaptureFixture) -> None:
     def broken(message: Message, error: BaseException) -> None:
         raise ValueError("error handler bug")

@@ -47,6 +47,14 @@ def test_one_key_always_lands_in_one_lane_in_offset_order() -> None:
                 assert offsets == sorted(offsets)
 
 
+@pytest.mark.parametrize("unordered_keyless", [False, True])
+def test_a_keyed_record_is_routed_to_lane_of_key(unordered_keyless: bool) -> None:
+    router = Router(16, "key", unordered_keyless, multi_topic=False)
+    keys = [f"user-{i}".encode() for i in range(200)]
+    items = router.route([record(0, i, key) for i, key in enumerate(keys)], Progresses())
+    assert lanes_of(items) == {key: {router.lane_of_key(key)} for key in keys}
+
+
 def test_keys_spread_over_several_lanes() -> None:
     router = Router(16, "key", False, multi_topic=False)
     items = router.route([record(0, i, f"user-{i}".encode()) for i in range(500)], Progresses())

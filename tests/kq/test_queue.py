@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +33,7 @@ from zeroqueue._process import free_port
 from zeroqueue.embedded import EmbeddedBroker
 from zeroqueue.engine import conn
 from zeroqueue.engine.governor import Governor
+from zeroqueue.engine.lanes import Router
 
 
 def conf(brokers: list[str], topic: str | list[str], group: str, **fields: object) -> KqConf:
@@ -207,6 +209,55 @@ def test_force_commit_false_retries_a_failing_message_without_skipping_it(
     assert committed_offsets(brokers, group, topic) == {0: 5}
 
 
+def test_a_message_failing_thousands_of_times_is_retried_until_it_succeeds(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
+    # given a handler that fails message "1" 1,500 times, with no pause between tries
+    # (past try 1,025 the backoff's 2 ** n once overflowed a float, which killed the
+    # processor and stranded the message's lane for good)
+    topic = new_topic(1)
+    push(brokers, topic, 3, keys=1)
+    attempts: defaultdict[str, int] = defaultdict(int)
+    reported: list[int] = []
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        attempts[value] += 1
+        if value == "1" and attempts[value] <= 1_500:
+            raise RuntimeError(f"flaky #{attempts[value]}")
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, ForceCommit=False),
+        handle,
+        error_handler=lambda message, error: reported.append(message.offset),
+        retry_backoff=0.0,
+        max_retry_backoff=0.0,
+        **fast_queue_options(),
+    )
+    with running(queue):
+        # when it runs
+        assert recorder.wait_for(3)
+        assert eventually(lambda: committed_offsets(brokers, group, topic) == {0: 3})
+    # then the message was tried until it succeeded, in order, and every failure reported
+    assert [v for _, v in recorder.seen] == ["0", "1", "2"]
+    assert attempts["1"] == 1_501
+    assert reported == [1] * 1_500
+
+
+def keys_off_the_lane_of(key: str, count: int, processors: int = 8) -> list[str]:
+    """``count`` keys "user-N" that this process routes to lanes other than ``key``'s."""
+    router = Router(processors * conn.LANES_PER_PROCESSOR, "key", False)
+    blocked = router.lane_of_key(key.encode())
+    candidates = (f"user-{n}" for n in itertools.count(100))
+    return list(
+        itertools.islice(
+            (other for other in candidates if router.lane_of_key(other.encode()) != blocked),
+            count,
+        )
+    )
+
+
 def test_force_commit_false_never_commits_past_a_message_that_keeps_failing(
     brokers: list[str], new_topic: Callable[[int], str], group: str
 ) -> None:
@@ -233,8 +284,12 @@ def test_force_commit_false_never_commits_past_a_message_that_keeps_failing(
     with running(queue):
         assert recorder.wait_for(3)
         assert eventually(lambda: committed_offsets(brokers, group, topic) == {0: 3})
-        # when the next message keeps failing (other keys behind it are handled)
-        push(brokers, topic, 3, keys=6, start=3)
+        # when the next message keeps failing, and two behind it have keys in other lanes
+        # (a key that shared its lane would wait behind it, by design)
+        with Pusher(brokers, topic) as pusher:
+            pusher.push_with_key("user-3", "3")
+            for value, key in enumerate(keys_off_the_lane_of("user-3", 2), start=4):
+                pusher.push_with_key(key, str(value))
         assert recorder.wait_for(5)
         assert failures.wait_for(3)
     # then the commit never moved past it: it will be delivered again

@@ -129,6 +129,11 @@ def _takes_message(target: Callable[..., Any], name: str) -> bool:
     )
 
 
+#: 2.0 ** 1000 is still a finite float, and a pause doubled that often is past
+#: any max_retry_backoff (an infinite product just loses to the ceiling).
+_MAX_DOUBLINGS = 1000
+
+
 class FailurePolicy:
     """Report a failed handling and decide: count it as handled, or retry after a pause.
 
@@ -181,7 +186,11 @@ class FailurePolicy:
 
     def delay(self, attempt: int) -> float:
         """The pause before retry number ``attempt`` (1-based)."""
-        return float(min(self.retry_backoff * 2 ** (attempt - 1), self.max_retry_backoff))
+        # A message can fail thousands of times (for hours, or at once with no
+        # backoff): 2 ** 1024 no longer converts to a float, and the
+        # OverflowError used to kill the processor and strand the lane.
+        doublings = min(attempt - 1, _MAX_DOUBLINGS)
+        return min(self.retry_backoff * 2.0**doublings, self.max_retry_backoff)
 
 
 def as_consume_error(record: KafkaMessage, error: BaseException) -> BaseException:

@@ -86,6 +86,14 @@ class Router:
         """The lane that keeps a partition's (keyless) messages in order."""
         return hash((topic, partition)) % self.lane_count
 
+    def lane_of_key(self, key: bytes) -> int:
+        """The lane of a keyed message under ``ordering="key"`` (route() inlines this).
+
+        Python's ``hash`` is seeded per process, so which keys share a lane differs
+        between processes, never within one.
+        """
+        return hash(key) % self.lane_count
+
     def route(
         self,
         records: Iterable[KafkaMessage],
