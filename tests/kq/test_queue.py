@@ -23,6 +23,7 @@ from tests.kafka_helpers import (
 from zeroqueue import (
     BrokerUnavailableError,
     ConfigError,
+    ConsumeError,
     DecodeError,
     KqConf,
     Message,
@@ -33,6 +34,7 @@ from zeroqueue._process import free_port
 from zeroqueue.embedded import EmbeddedBroker
 from zeroqueue.engine import conn
 from zeroqueue.engine.governor import Governor
+from zeroqueue.engine.handlers import FailurePolicy
 from zeroqueue.engine.lanes import Router
 
 
@@ -295,6 +297,100 @@ def test_force_commit_false_never_commits_past_a_message_that_keeps_failing(
     # then the commit never moved past it: it will be delivered again
     assert sorted(v for _, v in recorder.seen) == ["0", "1", "2", "4", "5"]
     assert committed_offsets(brokers, group, topic) == {0: 3}
+
+
+def test_a_processor_crash_stops_the_queue_and_leaves_its_messages_for_redelivery(
+    brokers: list[str],
+    new_topic: Callable[[int], str],
+    group: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a bug outside the handler: the retry policy raises when asked for a second
+    # pause, and a handler that fails message "2" twice, so a processor meets the bug
+    real_delay = FailurePolicy.delay
+
+    def delay_with_a_bug(policy: FailurePolicy, attempt: int) -> float:
+        if attempt > 1:
+            raise RuntimeError("bug in the retry policy")
+        return real_delay(policy, attempt)
+
+    monkeypatch.setattr(FailurePolicy, "delay", delay_with_a_bug)
+    topic = new_topic(1)
+    push(brokers, topic, 5, keys=1)
+    tries: defaultdict[str, int] = defaultdict(int)
+    recorder = Recorder()
+
+    def handle(key: str, value: str) -> None:
+        tries[value] += 1
+        if value == "2" and tries[value] <= 2:
+            raise RuntimeError("flaky")
+        recorder(key, value)
+
+    queue = Queue(
+        conf(brokers, topic, group, ForceCommit=False),
+        handle,
+        error_handler=lambda message, error: None,
+        retry_backoff=0.01,
+        shutdown_timeout=0.5,
+        **fast_queue_options(),
+    )
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            queue.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    # when it runs
+    thread = threading.Thread(target=start)
+    thread.start()
+    try:
+        thread.join(60)
+        # then it stopped by itself, saying a processor crashed and why
+        assert not thread.is_alive()
+    finally:
+        queue.stop()
+    assert len(errors) == 1
+    assert isinstance(errors[0], ConsumeError)
+    assert "a processor crashed outside the handler" in str(errors[0])
+    assert "bug in the retry policy" in str(errors[0])
+    assert isinstance(errors[0].__cause__, RuntimeError)
+    # and committed only what was handled, so message "2" is delivered again
+    assert [v for _, v in recorder.seen] == ["0", "1"]
+    assert committed_offsets(brokers, group, topic) == {0: 2}
+    monkeypatch.undo()
+    again = Recorder()
+    with running(Queue(conf(brokers, topic, group), again, **fast_queue_options())):
+        assert again.wait_for(3)
+        assert eventually(lambda: committed_offsets(brokers, group, topic) == {0: 5})
+    assert [v for _, v in again.seen] == ["2", "3", "4"]
+
+
+def test_a_raising_metrics_hook_is_logged_and_every_message_still_handled(
+    brokers: list[str],
+    new_topic: Callable[[int], str],
+    group: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given a metrics hook that always raises
+    topic = new_topic(2)
+    push(brokers, topic, 200, keys=20)
+    recorder = Recorder()
+
+    def metrics(topic: str, partition: int, seconds: float, error: BaseException | None) -> None:
+        raise ValueError("metrics backend down")
+
+    # when a queue with it consumes
+    queue = Queue(conf(brokers, topic, group), recorder, metrics=metrics, **fast_queue_options())
+    with running(queue):
+        assert recorder.wait_for(200)
+        assert eventually(lambda: sum(committed_offsets(brokers, group, topic).values()) == 200)
+    # then every message was handled once and committed, and each failure logged
+    assert sorted(int(v) for _, v in recorder.seen) == list(range(200))
+    logged = [r for r in caplog.records if r.getMessage().startswith("metrics raised on")]
+    assert len(logged) == 200
+    assert all(r.exc_info and isinstance(r.exc_info[1], ValueError) for r in logged)
 
 
 def test_force_commit_true_reports_and_moves_on(

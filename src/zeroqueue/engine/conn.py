@@ -21,10 +21,11 @@ from confluent_kafka import Message as KafkaMessage
 from zeroqueue.engine.executors import Executor, make_executor
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy, HandlerSpec, MetricsHook
-from zeroqueue.engine.lanes import Ordering, Router, WorkBoard
+from zeroqueue.engine.lanes import Lane, Ordering, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
 from zeroqueue.engine.source import RebalanceListener, Source, TopicPartitionKey
+from zeroqueue.errors import ConsumeError
 
 __all__ = ["ConnEngine", "EngineOptions"]
 
@@ -95,7 +96,10 @@ class ConnEngine(RebalanceListener):
             Governor(options.processors) if not handler.is_async and options.adaptive else None
         )
         self.runner = LaneRunner(self.board, handler, policy, metrics, self.governor)
-        self._executor: Executor = make_executor(self.runner, options.processors, name, loop)
+        self._executor: Executor = make_executor(
+            self.runner, options.processors, name, self._on_processor_crash, loop
+        )
+        self._crash: ConsumeError | None = None
         self._progress: dict[TopicPartitionKey, PartitionProgress] = {}
         #: The partitions this member owns now (replaced, never mutated: safe to read).
         self.assignment: tuple[TopicPartitionKey, ...] = ()
@@ -113,13 +117,35 @@ class ConnEngine(RebalanceListener):
     # -- lifecycle ------------------------------------------------------------------
 
     def run(self) -> None:
-        """Consume until :meth:`stop`; then drain, commit and leave the group."""
+        """Consume until :meth:`stop`; then drain, commit and leave the group.
+
+        Raises:
+            ConsumeError: a processor failed outside the handler; the engine
+                stopped, leaving that processor's messages uncommitted.
+        """
         self._executor.start()
         try:
             self._source = self._source_factory(self)
             self._fetch_loop(self._source)
         finally:
             self._shutdown()
+        if self._crash is not None:
+            raise self._crash
+
+    def _on_processor_crash(self, lane: Lane, error: BaseException) -> None:
+        # The lane's messages can no longer be handled, and the partitions behind
+        # them can no longer commit: carrying on would look healthy and do
+        # nothing for those keys. Stopping leaves them uncommitted, so the next
+        # owner of the partitions gets them again.
+        _log.critical("%s: a processor crashed on %r", self.name, lane, exc_info=error)
+        if self._crash is None:
+            crash = ConsumeError(
+                f"{self.name}: a processor crashed outside the handler ({error!r}); the queue"
+                " stopped and left that processor's messages uncommitted for redelivery"
+            )
+            crash.__cause__ = error
+            self._crash = crash
+        self.stop()
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish; safe from any thread or a signal handler."""

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias
 
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.lanes import Lane
 from zeroqueue.engine.runner import LaneRunner
 
-__all__ = ["AsyncExecutor", "Executor", "ThreadExecutor", "make_executor"]
+__all__ = ["AsyncExecutor", "CrashHandler", "Executor", "ThreadExecutor", "make_executor"]
 
-_log = logging.getLogger("zeroqueue.kq.queue")
+#: Told when a processor fails outside any handler (a bug in zeroqueue or in a
+#: hook): the lane it held can no longer move, so the engine must stop.
+CrashHandler: TypeAlias = Callable[[Lane, BaseException], None]
 
 
 class Executor(Protocol):
@@ -59,9 +60,15 @@ class ThreadExecutor:
     """
 
     def __init__(
-        self, runner: LaneRunner, processors: int, name: str, governor: Governor | None = None
+        self,
+        runner: LaneRunner,
+        processors: int,
+        name: str,
+        on_crash: CrashHandler,
+        governor: Governor | None = None,
     ) -> None:
         self._runner = runner
+        self._on_crash = on_crash
         self._governor = governor
         self._lock = threading.Lock()
         self._ready: deque[Lane] = deque()
@@ -140,8 +147,8 @@ class ThreadExecutor:
                     lane = ready.popleft()
                 try:
                     runner.run(lane)
-                except Exception:  # pragma: no cover - the runner catches handler errors
-                    _log.exception("processor crashed on %r; the lane is dropped", lane)
+                except Exception as exc:
+                    self._on_crash(lane, exc)
 
 
 class AsyncExecutor:
@@ -156,11 +163,13 @@ class AsyncExecutor:
         runner: LaneRunner,
         processors: int,
         name: str,
+        on_crash: CrashHandler,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self._runner = runner
         self._processors = processors
         self._name = name
+        self._on_crash = on_crash
         self._own_loop = loop is None
         self._loop = loop or asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
@@ -206,8 +215,8 @@ class AsyncExecutor:
         while (lane := await ready.get()) is not None:
             try:
                 await runner.run_async(lane)
-            except Exception:  # pragma: no cover - the runner catches handler errors
-                _log.exception("processor crashed on %r; the lane is dropped", lane)
+            except Exception as exc:
+                self._on_crash(lane, exc)
 
     def shutdown(self, timeout: float) -> bool:
         """Stop the tasks once idle (and our loop); False if still busy after ``timeout``."""
@@ -246,9 +255,13 @@ def _join_all(threads: Sequence[threading.Thread], timeout: float) -> bool:
 
 
 def make_executor(
-    runner: LaneRunner, processors: int, name: str, loop: asyncio.AbstractEventLoop | None = None
+    runner: LaneRunner,
+    processors: int,
+    name: str,
+    on_crash: CrashHandler,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> Executor:
     """Threads for a sync handler, event-loop tasks for an async one."""
     if runner.handler.is_async:
-        return AsyncExecutor(runner, processors, name, loop)
-    return ThreadExecutor(runner, processors, name, runner.governor)
+        return AsyncExecutor(runner, processors, name, on_crash, loop)
+    return ThreadExecutor(runner, processors, name, on_crash, runner.governor)

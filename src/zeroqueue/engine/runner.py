@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,8 @@ from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy, HandlerSpec, MetricsHook, as_consume_error
 from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
+
+_log = logging.getLogger("zeroqueue.kq.queue")
 
 __all__ = ["LaneRunner"]
 
@@ -317,7 +320,13 @@ class LaneRunner:
     def _observe(self, record: KafkaMessage, started: float, error: BaseException | None) -> None:
         if self.metrics is not None:
             elapsed = time.perf_counter() - started
-            self.metrics(record.topic() or "", record.partition() or 0, elapsed, error)
+            topic, partition = record.topic() or "", record.partition() or 0
+            try:
+                self.metrics(topic, partition, elapsed, error)
+            except Exception:
+                # The message was handled: a broken metrics hook must not hold up
+                # its lane or stop the queue, only say so.
+                _log.exception("metrics raised on %s[%d]@%s", topic, partition, record.offset())
 
     # -- async ----------------------------------------------------------------------
 
