@@ -15,7 +15,7 @@ chained as ``__cause__``::
     │   ├── MessageTooLargeError    bigger than the client or broker limit
     │   ├── PushTimeoutError        local buffer full, or flush() ran out of time
     │   └── DeliveryError           the broker did not acknowledge; names how many and why
-    └── ConsumeError                a message could not be handled
+    └── ConsumeError                a message could not be handled, or a processor crashed
         └── DecodeError             key or value is not valid UTF-8 for a str handler
 """
 
@@ -98,7 +98,11 @@ class DeliveryError(PushError):
 
 
 class ConsumeError(ZeroQueueError):
-    """A consumed message could not be handled."""
+    """A consumed message could not be handled, or a processor failed outside the handler.
+
+    In the second case ``Queue.start()`` raises it once the queue has stopped,
+    with the failure chained as ``__cause__``.
+    """
 
 
 class DecodeError(ConsumeError):

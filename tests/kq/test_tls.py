@@ -128,7 +128,9 @@ def test_a_plaintext_pusher_cannot_push_to_the_tls_port(
     # then the push fails within delivery_timeout, saying no broker could be reached
     assert elapsed < 3 + SLACK
     assert f"to topic {topic!r} was not delivered" in str(caught.value)
-    assert "brokers are down" in str(caught.value)
+    # (librdkafka 2.16 passes only "1/1 brokers are down" to the error callback; some
+    # versions also pass the disconnect itself, which the hint would then quote)
+    assert "brokers are down" in str(caught.value) or "Disconnected" in str(caught.value)
     # and the zeroqueue.kafka logger says why: the TLS port dropped each connection
     # (librdkafka gives that to the log only, not to the client's error callback)
     dropped = [

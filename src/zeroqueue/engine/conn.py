@@ -100,6 +100,7 @@ class ConnEngine(RebalanceListener):
             self.runner, options.processors, name, self._on_processor_crash, loop
         )
         self._crash: ConsumeError | None = None
+        self._crash_lock = threading.Lock()
         self._progress: dict[TopicPartitionKey, PartitionProgress] = {}
         #: The partitions this member owns now (replaced, never mutated: safe to read).
         self.assignment: tuple[TopicPartitionKey, ...] = ()
@@ -132,19 +133,23 @@ class ConnEngine(RebalanceListener):
         if self._crash is not None:
             raise self._crash
 
-    def _on_processor_crash(self, lane: Lane, error: BaseException) -> None:
+    def _on_processor_crash(self, lane: Lane | None, error: BaseException) -> None:
         # The lane's messages can no longer be handled, and the partitions behind
         # them can no longer commit: carrying on would look healthy and do
         # nothing for those keys. Stopping leaves them uncommitted, so the next
-        # owner of the partitions gets them again.
-        _log.critical("%s: a processor crashed on %r", self.name, lane, exc_info=error)
-        if self._crash is None:
-            crash = ConsumeError(
-                f"{self.name}: a processor crashed outside the handler ({error!r}); the queue"
-                " stopped and left that processor's messages uncommitted for redelivery"
-            )
-            crash.__cause__ = error
-            self._crash = crash
+        # owner of the partitions gets them again. (The traceback is logged once,
+        # with the ConsumeError that run() raises.)
+        where = "the fetch thread" if lane is None else repr(lane)
+        _log.critical("%s: a processor crashed on %s: %r; stopping", self.name, where, error)
+        with self._crash_lock:
+            if self._crash is None:
+                crash = ConsumeError(
+                    f"{self.name}: a processor crashed outside the handler ({error!r}); the"
+                    " queue stopped and left that processor's messages uncommitted for"
+                    " redelivery"
+                )
+                crash.__cause__ = error
+                self._crash = crash
         self.stop()
 
     def stop(self) -> None:
@@ -239,9 +244,14 @@ class ConnEngine(RebalanceListener):
             # batch right here, in fetch order, which keeps every key's order without
             # lanes. Only a message that needs retries sends the rest to the lanes.
             started, fetched = time.perf_counter(), len(records)
-            records = self.runner.run_direct(
-                records, self._progress.get, multi_topic=self.options.multi_topic
-            )
+            try:
+                records = self.runner.run_direct(
+                    records, self._progress.get, multi_topic=self.options.multi_topic
+                )
+            except BaseException as exc:
+                # Nothing of the failed partition run was recorded as handled.
+                self._on_processor_crash(None, exc)
+                return
             if not records:
                 self._size_direct_batch(fetched, time.perf_counter() - started)
                 return
@@ -331,7 +341,9 @@ class ConnEngine(RebalanceListener):
         def settled() -> bool:
             for progress in progresses:
                 progress.advance()
-            return not any(progress.in_flight for progress in progresses)
+            # After a crash, abandoned messages never settle: do not wait for them.
+            crashed = self._crash is not None
+            return crashed or not any(progress.in_flight for progress in progresses)
 
         return self._wait_until(settled, timeout)
 
@@ -339,6 +351,10 @@ class ConnEngine(RebalanceListener):
 
     def _shutdown(self) -> None:
         board, options = self.board, self.options
+        if self._crash is not None:
+            # Let the processors finish what they hold (it may commit), not start
+            # more: queued work would wait behind the abandoned lane's partitions.
+            board.drop_pending()
         drained = self._wait_until(lambda: board.in_flight == 0, options.shutdown_timeout)
         if not drained:
             _log.warning(

@@ -21,9 +21,10 @@ from zeroqueue.engine.runner import LaneRunner
 
 __all__ = ["AsyncExecutor", "CrashHandler", "Executor", "ThreadExecutor", "make_executor"]
 
-#: Told when a processor fails outside any handler (a bug in zeroqueue or in a
-#: hook): the lane it held can no longer move, so the engine must stop.
-CrashHandler: TypeAlias = Callable[[Lane, BaseException], None]
+#: Told when a processor fails outside any handler (a bug): the lane it held, or
+#: None on the fetch thread's direct path, can no longer move, so the engine must
+#: stop.
+CrashHandler: TypeAlias = Callable[["Lane | None", BaseException], None]
 
 
 class Executor(Protocol):
@@ -112,7 +113,12 @@ class ThreadExecutor:
                     break
                 lane = self._ready.popleft()
             ran = True
-            if self._runner.run(lane, until):
+            try:
+                more = self._runner.run(lane, until)
+            except BaseException as exc:
+                self._on_crash(lane, exc)
+                break
+            if more:
                 with self._lock:
                     self._ready.appendleft(lane)
         if not self.inline:
@@ -147,7 +153,9 @@ class ThreadExecutor:
                     lane = ready.popleft()
                 try:
                     runner.run(lane)
-                except Exception as exc:
+                except BaseException as exc:
+                    # Even SystemExit from a handler: this thread must keep serving
+                    # (and counting itself awake) until the stopping engine parks it.
                     self._on_crash(lane, exc)
 
 
@@ -174,7 +182,7 @@ class AsyncExecutor:
         self._loop = loop or asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._ready: asyncio.Queue[Lane | None] | None = None
-        self._workers: asyncio.Future[list[None]] | None = None
+        self._workers: asyncio.Future[list[BaseException | None]] | None = None
 
     inline = False
 
@@ -197,7 +205,11 @@ class AsyncExecutor:
 
     async def _spawn(self) -> None:
         self._ready = asyncio.Queue()
-        self._workers = asyncio.gather(*(self._work() for _ in range(self._processors)))
+        # return_exceptions: a task that ended early (reported through on_crash)
+        # must not end the wait for the others at shutdown.
+        self._workers = asyncio.gather(
+            *(self._work() for _ in range(self._processors)), return_exceptions=True
+        )
 
     def schedule(self, lanes: Sequence[Lane]) -> None:
         """Queue ready lanes, from any thread."""
@@ -215,8 +227,10 @@ class AsyncExecutor:
         while (lane := await ready.get()) is not None:
             try:
                 await runner.run_async(lane)
-            except Exception as exc:
+            except BaseException as exc:
                 self._on_crash(lane, exc)
+                if not isinstance(exc, Exception):
+                    raise  # a cancelled task must end, or its loop cannot shut down
 
     def shutdown(self, timeout: float) -> bool:
         """Stop the tasks once idle (and our loop); False if still busy after ``timeout``."""
@@ -243,7 +257,7 @@ class AsyncExecutor:
             self._ready.put_nowait(None)
 
 
-async def _wait(workers: asyncio.Future[list[None]]) -> None:
+async def _wait(workers: asyncio.Future[list[BaseException | None]]) -> None:
     await workers
 
 

@@ -187,8 +187,7 @@ class FailurePolicy:
     def delay(self, attempt: int) -> float:
         """The pause before retry number ``attempt`` (1-based)."""
         # A message can fail thousands of times (for hours, or at once with no
-        # backoff): 2 ** 1024 no longer converts to a float, and the
-        # OverflowError used to kill the processor and strand the lane.
+        # backoff), and 2 ** 1024 no longer converts to a float.
         doublings = min(attempt - 1, _MAX_DOUBLINGS)
         return min(self.retry_backoff * 2.0**doublings, self.max_retry_backoff)
 

@@ -238,6 +238,22 @@ class WorkBoard:
             finally:
                 self._waiters -= 1
 
+    def abandon(self, lane: Lane, item: WorkItem | None) -> None:
+        """Take ``lane`` out of service: its processor failed outside the handler.
+
+        The unfinished ``item`` and the lane's queued work leave flight without
+        counting as done, so their partitions never commit past them and no one
+        waits for them. The lane stays scheduled, so no processor takes it again;
+        work posted to it later waits for :meth:`drop_pending`.
+        """
+        with self.lock:
+            abandoned = [*lane.pending] if item is None else [item, *lane.pending]
+            lane.pending.clear()
+            lane.scheduled = True
+            self.in_flight -= sum(len(records) for work in abandoned for _, records in work)
+            if self._waiters:
+                self.changed.notify_all()
+
     def drop_pending(self) -> int:
         """Forget queued work that no processor started; return how many messages it held."""
         dropped = 0

@@ -22,9 +22,9 @@ from zeroqueue.engine.handlers import FailurePolicy, HandlerSpec, MetricsHook, a
 from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
 
-_log = logging.getLogger("zeroqueue.kq.queue")
-
 __all__ = ["LaneRunner"]
+
+_log = logging.getLogger("zeroqueue.kq.queue")
 
 # Unbound C methods: groupby calls them without a Python frame per message.
 _partition_of = KafkaMessage.partition
@@ -192,44 +192,51 @@ class LaneRunner:
         board, governor = self.board, self.governor
         inline = until is not None
         item = board.take(lane)
-        while item is not None:
-            done: list[Segment] = []
-            settled = 0
-            # Timed per work item, not per segment: a segment may hold one or two
-            # messages, and reading the thread's clocks costs a few us.
-            mark = governor.mark() if governor is not None and governor.probing else None
-            for position, segment in enumerate(item):
-                chunk, records = segment
-                settled += len(records)
-                progress = chunk.progress
-                if self.aborting or progress.revoked:
-                    if self._resume:
-                        self._resume.pop(_position(records[0]), None)
-                    continue
-                try:
-                    complete = self._run_segment(records, progress, inline)
-                except _HandOffSignal as hand_off:
-                    # Leave the failed message and what follows it to a worker thread.
-                    start = next(i for i, r in enumerate(records) if r is hand_off.record)
-                    settled -= len(records) - start
-                    rest = [(chunk, records[start:]), *item[position + 1 :]]
-                    self._resume[_position(hand_off.record)] = hand_off.state
-                    board.put_back(lane, done, settled, rest)
-                    if governor is not None:
-                        if mark is not None:
-                            governor.record_since(mark, settled)
-                        governor.need_workers()
-                    return True
-                if complete:
-                    done.append(segment)
-            if mark is not None:
-                assert governor is not None
-                governor.record_since(mark, settled)
-            if until is not None and time.perf_counter() >= until:
-                board.finish(lane, done, settled, take_next=False)
-                return lane.scheduled
-            item = board.finish(lane, done, settled)
-        return False
+        try:
+            while item is not None:
+                done: list[Segment] = []
+                settled = 0
+                # Timed per work item, not per segment: a segment may hold one or two
+                # messages, and reading the thread's clocks costs a few us.
+                mark = governor.mark() if governor is not None and governor.probing else None
+                for position, segment in enumerate(item):
+                    chunk, records = segment
+                    settled += len(records)
+                    progress = chunk.progress
+                    if self.aborting or progress.revoked:
+                        if self._resume:
+                            self._resume.pop(_position(records[0]), None)
+                        continue
+                    try:
+                        complete = self._run_segment(records, progress, inline)
+                    except _HandOffSignal as hand_off:
+                        # Leave the failed message and what follows it to a worker thread.
+                        start = next(i for i, r in enumerate(records) if r is hand_off.record)
+                        settled -= len(records) - start
+                        rest = [(chunk, records[start:]), *item[position + 1 :]]
+                        self._resume[_position(hand_off.record)] = hand_off.state
+                        board.put_back(lane, done, settled, rest)
+                        if governor is not None:
+                            if mark is not None:
+                                governor.record_since(mark, settled)
+                            governor.need_workers()
+                        return True
+                    if complete:
+                        done.append(segment)
+                if mark is not None:
+                    assert governor is not None
+                    governor.record_since(mark, settled)
+                if until is not None and time.perf_counter() >= until:
+                    board.finish(lane, done, settled, take_next=False)
+                    return lane.scheduled
+                item = board.finish(lane, done, settled)
+            return False
+        except BaseException:
+            # Whatever escaped (a bug, not a handler error: those are caught) left
+            # this work item unfinished: take it out of flight uncounted, so its
+            # partitions do not commit past it and nobody waits for it.
+            board.abandon(lane, item)
+            raise
 
     def _run_segment(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool
@@ -334,18 +341,22 @@ class LaneRunner:
         """The async twin of :meth:`run`, for ``async def`` handlers."""
         board = self.board
         item: WorkItem | None = board.take(lane)
-        while item is not None:
-            done: list[Segment] = []
-            settled = 0
-            for segment in item:
-                chunk, records = segment
-                settled += len(records)
-                progress = chunk.progress
-                if self.aborting or progress.revoked:
-                    continue
-                if await self._run_each_async(records, progress):
-                    done.append(segment)
-            item = board.finish(lane, done, settled)
+        try:
+            while item is not None:
+                done: list[Segment] = []
+                settled = 0
+                for segment in item:
+                    chunk, records = segment
+                    settled += len(records)
+                    progress = chunk.progress
+                    if self.aborting or progress.revoked:
+                        continue
+                    if await self._run_each_async(records, progress):
+                        done.append(segment)
+                item = board.finish(lane, done, settled)
+        except BaseException:
+            board.abandon(lane, item)  # as in run()
+            raise
 
     async def _run_each_async(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -35,10 +36,10 @@ _STOP_GRACE = 15.0
 
 def _check(name: str, value: float, *, minimum: float, inclusive: bool = True) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value >= minimum if inclusive else value > minimum)
+    ok = ok and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
     if not ok:
         sign = ">=" if inclusive else ">"
-        raise ConfigError(f"{name}: got {value!r}; expected a number {sign} {minimum}")
+        raise ConfigError(f"{name}: got {value!r}; expected a finite number {sign} {minimum}")
 
 
 class Queue:
@@ -157,6 +158,8 @@ class Queue:
 
         Raises:
             BrokerUnavailableError: no broker answered within ``connect_timeout``.
+            ConsumeError: a processor failed outside the handler (a bug); the queue
+                stopped, leaving what that processor held uncommitted.
         """
         with self._lock:
             if self._state != "new":
