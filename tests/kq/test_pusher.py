@@ -536,8 +536,34 @@ def test_auto_topic_creation_creates_the_topic(
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("chunk_size", 0, "chunk_size: got 0; expected a number > 0"),
-        ("flush_interval", -1, "flush_interval: got -1; expected a number >= 0"),
+        (
+            "chunk_size",
+            0,
+            "chunk_size: got 0; expected a finite number >= 1 and <= 2147483647 (batch.size)",
+        ),
+        (
+            "flush_interval",
+            -1,
+            "flush_interval: got -1; expected a finite number >= 0 and <= 900 (linger.ms)",
+        ),
+        (
+            "flush_interval",
+            1000,
+            "flush_interval: got 1000; expected a finite number >= 0 and <= 900 (linger.ms)",
+        ),
+        (
+            "delivery_timeout",
+            float("inf"),
+            "delivery_timeout: got inf; expected a finite number >= 0.001"
+            " and <= 2147483.647 (message.timeout.ms)",
+        ),
+        (
+            "max_message_bytes",
+            10,
+            "max_message_bytes: got 10; expected a finite number >= 1000"
+            " and <= 1000000000 (message.max.bytes)",
+        ),
+        ("buffer_full_timeout", float("nan"), "buffer_full_timeout: got nan; expected a finite"),
         ("acks", 2, "acks: got 2; expected 'all', -1, 1 or 0"),
         ("compression", "brotli", "compression: got 'brotli'"),
         ("balancer", "sticky", "balancer: got 'sticky'; expected one of 'hash'"),
@@ -550,6 +576,19 @@ def test_bad_options_name_the_option(option: str, value: object, message: str) -
     options: dict[str, Any] = {option: value}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Pusher(["127.0.0.1:9092"], "t", **options)
+
+
+def test_a_flush_interval_not_below_delivery_timeout_is_refused_naming_both() -> None:
+    # librdkafka would refuse it too, but naming its own linger.ms and message.timeout.ms
+    with pytest.raises(
+        ConfigError,
+        match=r"delivery_timeout: got 100 with flush_interval=200; expected longer than",
+    ):
+        Pusher(["127.0.0.1:9092"], "t", flush_interval=200, delivery_timeout=100)
+    with pytest.raises(ConfigError, match=r"got 0\.004 with flush_interval=0\.005"):
+        Pusher(["127.0.0.1:9092"], "t", delivery_timeout=0.004)
+    with Pusher(["127.0.0.1:9092"], "t", delivery_timeout=0.004, sync_push=True) as pusher:
+        assert pusher.options.delivery_timeout == 0.004
 
 
 def test_idempotence_needs_acks_all() -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeAlias
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as KafkaMessage
 
+from zeroqueue._checks import check_number
 from zeroqueue._kafka.settings import (
     KAFKA_LOGGER,
     ClientErrors,
@@ -68,6 +69,7 @@ Acks: TypeAlias = Literal["all", 0, 1, -1]
 Compression: TypeAlias = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 _COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+_INT32_MAX = 2**31 - 1
 # Default linger for batching pushes; go-queue's ChunkExecutor waits 1 s, which
 # holds every message back that long. librdkafka keeps batching while a request
 # is in flight, so a few milliseconds reach the same batch sizes.
@@ -105,12 +107,40 @@ class PushOptions:
     kafka_config: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        _positive("chunk_size", self.chunk_size)
-        _positive("max_message_bytes", self.max_message_bytes)
-        _positive("delivery_timeout", self.delivery_timeout)
-        _non_negative("buffer_full_timeout", self.buffer_full_timeout)
+        # Upper bounds are librdkafka's: past them it would refuse its own
+        # property, and the error would not name ours.
+        check_number(
+            "chunk_size", self.chunk_size, minimum=1, maximum=_INT32_MAX, limit_of="batch.size"
+        )
+        check_number(
+            "max_message_bytes",
+            self.max_message_bytes,
+            minimum=1000,
+            maximum=1_000_000_000,
+            limit_of="message.max.bytes",
+        )
+        check_number(
+            "delivery_timeout",
+            self.delivery_timeout,
+            minimum=0.001,  # whole milliseconds, and librdkafka reads 0 as "never"
+            maximum=_INT32_MAX / 1000,
+            limit_of="message.timeout.ms",
+        )
+        check_number("buffer_full_timeout", self.buffer_full_timeout, minimum=0)
         if self.flush_interval is not None:
-            _non_negative("flush_interval", self.flush_interval)
+            check_number(
+                "flush_interval",
+                self.flush_interval,
+                minimum=0,
+                maximum=900,
+                limit_of="linger.ms",
+            )
+        if self.linger * 1000 >= int(self.delivery_timeout * 1000):
+            raise ConfigError(
+                f"delivery_timeout: got {self.delivery_timeout!r} with flush_interval="
+                f"{self.linger!r}; expected longer than flush_interval (a batch must be able"
+                " to leave before its messages time out)"
+            )
         if self.acks not in ("all", 0, 1, -1):
             raise ConfigError(f"acks: got {self.acks!r}; expected 'all', -1, 1 or 0")
         if self.compression not in _COMPRESSIONS:
@@ -144,16 +174,6 @@ class PushOptions:
         if self.idempotence is not None:
             return self.idempotence
         return self.acks in ("all", -1)
-
-
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{name}: got {value!r}; expected a number > 0")
-
-
-def _non_negative(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{name}: got {value!r}; expected a number >= 0")
 
 
 def _encode(data: str | bytes | None) -> bytes | None:

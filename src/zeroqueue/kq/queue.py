@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -12,6 +11,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from zeroqueue import admin
+from zeroqueue._checks import check_number
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import (
@@ -32,14 +32,6 @@ _log = logging.getLogger("zeroqueue.kq.queue")
 
 # Extra time stop() waits beyond shutdown_timeout for commits and leaving the group.
 _STOP_GRACE = 15.0
-
-
-def _check(name: str, value: float, *, minimum: float, inclusive: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
-    if not ok:
-        sign = ">=" if inclusive else ">"
-        raise ConfigError(f"{name}: got {value!r}; expected a finite number {sign} {minimum}")
 
 
 class Queue:
@@ -93,14 +85,14 @@ class Queue:
     ) -> None:
         if not isinstance(conf, KqConf):
             raise ConfigError(f"conf: got {type(conf).__name__}; expected a KqConf")
-        _check("commit_interval", commit_interval, minimum=0, inclusive=False)
-        _check("queue_capacity", queue_capacity, minimum=1)
-        _check("max_wait", max_wait, minimum=0)
-        _check("session_timeout", session_timeout, minimum=1)
-        _check("shutdown_timeout", shutdown_timeout, minimum=0)
-        _check("retry_backoff", retry_backoff, minimum=0)
-        _check("max_retry_backoff", max_retry_backoff, minimum=0)
-        _check("connect_timeout", connect_timeout, minimum=0, inclusive=False)
+        check_number("commit_interval", commit_interval, minimum=0, inclusive=False)
+        check_number("queue_capacity", queue_capacity, minimum=1)
+        check_number("max_wait", max_wait, minimum=0)
+        check_number("session_timeout", session_timeout, minimum=1)
+        check_number("shutdown_timeout", shutdown_timeout, minimum=0)
+        check_number("retry_backoff", retry_backoff, minimum=0)
+        check_number("max_retry_backoff", max_retry_backoff, minimum=0)
+        check_number("connect_timeout", connect_timeout, minimum=0, inclusive=False)
         if ordering not in ("key", "partition"):
             raise ConfigError(f"ordering: got {ordering!r}; expected 'key' or 'partition'")
         for name, hook in (("error_handler", error_handler), ("metrics", metrics)):
