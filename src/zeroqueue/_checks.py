@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import threading
 
 from zeroqueue.errors import ConfigError
 
-__all__ = ["check_number"]
+__all__ = ["check_number", "check_seconds"]
 
 
 def check_number(
@@ -31,3 +32,15 @@ def check_number(
         if maximum is not None:
             expected += f" and <= {maximum}" + (f" ({limit_of})" if limit_of else "")
         raise ConfigError(f"{name}: got {value!r}; expected {expected}")
+
+
+def check_seconds(name: str, value: float, *, inclusive: bool = True) -> None:
+    """Raise ConfigError unless ``value`` is a wait Python's threading can take (>= 0)."""
+    check_number(
+        name,
+        value,
+        minimum=0,
+        inclusive=inclusive,
+        maximum=threading.TIMEOUT_MAX,
+        limit_of="threading.TIMEOUT_MAX",
+    )

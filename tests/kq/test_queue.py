@@ -700,6 +700,23 @@ def test_a_broker_that_is_down_is_a_clear_error_at_start(group: str) -> None:
         ("queue_capacity", 0, "queue_capacity: got 0; expected a finite number >= 1"),
         ("session_timeout", 0.1, "session_timeout: got 0.1; expected a finite number >= 1"),
         ("retry_backoff", float("inf"), "retry_backoff: got inf; expected a finite number >= 0"),
+        (
+            "max_retry_backoff",
+            1e10,
+            "max_retry_backoff: got 10000000000.0; expected a finite number >= 0"
+            f" and <= {threading.TIMEOUT_MAX} \\(threading.TIMEOUT_MAX\\)",
+        ),
+        (
+            "session_timeout",
+            5000,
+            r"session_timeout: got 5000; expected a finite number >= 1"
+            r" and <= 3600 \(session.timeout.ms\)",
+        ),
+        (
+            "max_wait",
+            1000,
+            r"max_wait: got 1000; expected a finite number >= 0 and <= 300 \(fetch.wait.max.ms\)",
+        ),
         ("ordering", "random", "ordering: got 'random'; expected 'key' or 'partition'"),
         ("error_handler", 3, "error_handler: got 3; expected a callable"),
     ],

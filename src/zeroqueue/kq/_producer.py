@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeAlias
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue._checks import check_number
+from zeroqueue._checks import check_number, check_seconds
 from zeroqueue._kafka.settings import (
     KAFKA_LOGGER,
     ClientErrors,
@@ -126,7 +126,7 @@ class PushOptions:
             maximum=_INT32_MAX / 1000,
             limit_of="message.timeout.ms",
         )
-        check_number("buffer_full_timeout", self.buffer_full_timeout, minimum=0)
+        check_seconds("buffer_full_timeout", self.buffer_full_timeout)
         if self.flush_interval is not None:
             check_number(
                 "flush_interval",

@@ -11,7 +11,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from zeroqueue import admin
-from zeroqueue._checks import check_number
+from zeroqueue._checks import check_number, check_seconds
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import (
@@ -85,14 +85,22 @@ class Queue:
     ) -> None:
         if not isinstance(conf, KqConf):
             raise ConfigError(f"conf: got {type(conf).__name__}; expected a KqConf")
-        check_number("commit_interval", commit_interval, minimum=0, inclusive=False)
+        # The maxima are librdkafka's, or the longest wait Python's threading takes:
+        # past them the error would come later, naming something else.
+        check_seconds("commit_interval", commit_interval, inclusive=False)
         check_number("queue_capacity", queue_capacity, minimum=1)
-        check_number("max_wait", max_wait, minimum=0)
-        check_number("session_timeout", session_timeout, minimum=1)
-        check_number("shutdown_timeout", shutdown_timeout, minimum=0)
-        check_number("retry_backoff", retry_backoff, minimum=0)
-        check_number("max_retry_backoff", max_retry_backoff, minimum=0)
-        check_number("connect_timeout", connect_timeout, minimum=0, inclusive=False)
+        check_number("max_wait", max_wait, minimum=0, maximum=300, limit_of="fetch.wait.max.ms")
+        check_number(
+            "session_timeout",
+            session_timeout,
+            minimum=1,
+            maximum=3600,
+            limit_of="session.timeout.ms",
+        )
+        check_seconds("shutdown_timeout", shutdown_timeout)
+        check_seconds("retry_backoff", retry_backoff)
+        check_seconds("max_retry_backoff", max_retry_backoff)
+        check_seconds("connect_timeout", connect_timeout, inclusive=False)
         if ordering not in ("key", "partition"):
             raise ConfigError(f"ordering: got {ordering!r}; expected 'key' or 'partition'")
         for name, hook in (("error_handler", error_handler), ("metrics", metrics)):
