@@ -49,6 +49,23 @@ def push(brokers: list[str], topic: str, count: int, keys: int = 50, start: int 
             pusher.push_with_key(f"user-{i % keys}", f"{i}")
 
 
+class FailsFirst:
+    """A handler that raises "flaky #n" on the first ``times`` tries of ``value``.
+
+    Other tries are passed to ``recorder``; ``attempts`` counts tries per value.
+    """
+
+    def __init__(self, recorder: Recorder, value: str, times: int) -> None:
+        self.recorder, self.value, self.times = recorder, value, times
+        self.attempts: defaultdict[str, int] = defaultdict(int)
+
+    def __call__(self, key: str, value: str) -> None:
+        self.attempts[value] += 1
+        if value == self.value and self.attempts[value] <= self.times:
+            raise RuntimeError(f"flaky #{self.attempts[value]}")
+        self.recorder(key, value)
+
+
 def assert_key_order(by_key: dict[str, list[str]]) -> None:
     for key, values in by_key.items():
         numbers = [int(v) for v in values]
@@ -186,15 +203,8 @@ def test_force_commit_false_retries_a_failing_message_without_skipping_it(
     topic = new_topic(1)
     push(brokers, topic, 5, keys=1)
     failures: list[tuple[Message, BaseException]] = []
-    attempts: dict[str, int] = defaultdict(int)
     recorder = Recorder()
-
-    def handle(key: str, value: str) -> None:
-        attempts[value] += 1
-        if value == "2" and attempts[value] <= 3:
-            raise RuntimeError(f"flaky #{attempts[value]}")
-        recorder(key, value)
-
+    handle = FailsFirst(recorder, "2", 3)
     queue = Queue(
         conf(brokers, topic, group, ForceCommit=False),
         handle,
@@ -206,7 +216,7 @@ def test_force_commit_false_retries_a_failing_message_without_skipping_it(
         assert recorder.wait_for(5)
     # then it was handled, in its place, after three reported failures
     assert [v for _, v in recorder.seen] == ["0", "1", "2", "3", "4"]
-    assert attempts["2"] == 4
+    assert handle.attempts["2"] == 4
     assert [str(e) for _, e in failures] == ["flaky #1", "flaky #2", "flaky #3"]
     assert {m.offset for m, _ in failures} == {2}
     assert committed_offsets(brokers, group, topic) == {0: 5}
@@ -220,16 +230,9 @@ def test_a_message_failing_thousands_of_times_is_retried_until_it_succeeds(
     # processor and stranded the message's lane for good)
     topic = new_topic(1)
     push(brokers, topic, 3, keys=1)
-    attempts: defaultdict[str, int] = defaultdict(int)
     reported: list[int] = []
     recorder = Recorder()
-
-    def handle(key: str, value: str) -> None:
-        attempts[value] += 1
-        if value == "1" and attempts[value] <= 1_500:
-            raise RuntimeError(f"flaky #{attempts[value]}")
-        recorder(key, value)
-
+    handle = FailsFirst(recorder, "1", 1_500)
     queue = Queue(
         conf(brokers, topic, group, ForceCommit=False),
         handle,
@@ -244,7 +247,7 @@ def test_a_message_failing_thousands_of_times_is_retried_until_it_succeeds(
         assert eventually(lambda: committed_offsets(brokers, group, topic) == {0: 3})
     # then the message was tried until it succeeded, in order, and every failure reported
     assert [v for _, v in recorder.seen] == ["0", "1", "2"]
-    assert attempts["1"] == 1_501
+    assert handle.attempts["1"] == 1_501
     assert reported == [1] * 1_500
 
 
@@ -333,14 +336,8 @@ def test_a_processor_crash_stops_the_queue_and_leaves_its_messages_for_redeliver
     monkeypatch.setattr(FailurePolicy, "failed", failed_with_a_bug)
     topic = new_topic(1)
     push(brokers, topic, 5, keys=1)
-    tries: defaultdict[str, int] = defaultdict(int)
     recorder = Recorder()
-
-    def fail_twice_on_2(key: str, value: str) -> None:
-        tries[value] += 1
-        if value == "2" and tries[value] <= 2:
-            raise RuntimeError("flaky")
-        recorder(key, value)
+    fail_twice_on_2 = FailsFirst(recorder, "2", 2)
 
     async def fail_twice_on_2_async(key: str, value: str) -> None:
         fail_twice_on_2(key, value)
