@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue import Queue, admin
+from zeroqueue import EmbeddedBrokerError, Queue, admin
+from zeroqueue.embedded import KafkaBroker, fetch_kafka_libs, find_kafka_libs
 
 # Tansu holds a JoinGroup for about half the session timeout: keep it short in tests.
 SHORT_SESSION_TIMEOUT = 2.0
@@ -100,6 +103,28 @@ def running(queue: Queue) -> contextlib.AbstractContextManager[Queue]:
     return queue.running()
 
 
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has exited but not been reaped.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
+
+
+def kafka_libs() -> Path:
+    """Kafka's jars: found, or fetched with Maven once (cached); fail when neither works."""
+    try:
+        return find_kafka_libs()
+    except EmbeddedBrokerError:
+        pass
+    try:
+        return fetch_kafka_libs()
+    except EmbeddedBrokerError as exc:
+        pytest.fail(f"Apache Kafka was asked for (--broker) but cannot run: {exc}")
+
+
 def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll ``predicate`` for state that offers nothing to wait on (e.g. an assignment)."""
     deadline = time.monotonic() + timeout
@@ -130,6 +155,16 @@ class TlsKafka:
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         admin.create_topic([self.bootstrap], name, partitions=partitions, kafka_config=self.ssl)
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """Apache Kafka with SASL users and TLS (see the ``secure_kafka`` fixture)."""
+
+    broker: KafkaBroker
+    users: dict[str, str]
+    ca_file: str
+    wrong_ca_file: str
 
 
 _names = itertools.count()

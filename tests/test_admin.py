@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from tests.kafka_helpers import unique_name
 from zeroqueue import BrokerUnavailableError, ZeroQueueError, admin
 from zeroqueue._process import free_port
 
@@ -12,7 +13,7 @@ from zeroqueue._process import free_port
 def test_max_message_bytes_reads_the_topics_setting(
     brokers: list[str], request: pytest.FixtureRequest
 ) -> None:
-    topic = f"admin-limit-{request.node.name}"
+    topic = unique_name(request, "admin-limit")
     admin.create_topic(brokers, topic, config={"max.message.bytes": "1000"})
     assert admin.max_message_bytes(brokers, topic) == 1000
 
@@ -26,8 +27,8 @@ def test_max_message_bytes_with_no_broker_is_a_clear_error() -> None:
 def test_delete_group_forgets_its_commits(
     brokers: list[str], request: pytest.FixtureRequest
 ) -> None:
-    topic = f"admin-group-{request.node.name}"
-    group = f"admin-group-{request.node.name}"
+    topic = unique_name(request, "admin-group")
+    group = unique_name(request, "admin-group")
     admin.create_topic(brokers, topic)
     consumer = Consumer({"bootstrap.servers": brokers[0], "group.id": group})
     consumer.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
@@ -39,7 +40,7 @@ def test_delete_group_forgets_its_commits(
 
 
 def test_delete_topic_removes_it(brokers: list[str], request: pytest.FixtureRequest) -> None:
-    topic = f"admin-delete-{request.node.name}"
+    topic = unique_name(request, "admin-delete")
     admin.create_topic(brokers, topic)
     admin.delete_topic(brokers, topic)
     with pytest.raises(ZeroQueueError, match="does not exist"):

@@ -1,4 +1,4 @@
-"""``zeroqueue dev`` runs the embedded broker in the foreground and stops on Ctrl-C."""
+"""``zeroqueue dev`` runs a broker (Tansu, or Apache Kafka with --kafka) until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,21 +9,27 @@ import sys
 
 import pytest
 
+from tests.kafka_helpers import kafka_libs
 from zeroqueue import BrokerUnavailableError, admin
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_dev_prints_the_address_and_stops_cleanly(stop_signal: signal.Signals) -> None:
+def test_dev_prints_the_address_and_stops_cleanly(
+    stop_signal: signal.Signals, broker_kind: str
+) -> None:
     # given `zeroqueue dev` running on a free port
+    flags = ["--kafka"] if broker_kind == "kafka" else []
+    if flags:
+        kafka_libs()  # fetched once if missing
     process = subprocess.Popen(
-        [sys.executable, "-m", "zeroqueue", "dev", "--port", "0"],
+        [sys.executable, "-m", "zeroqueue", "dev", "--port", "0", *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert process.stdout is not None
-        first_line = process.stdout.readline()
+        first_line = process.stdout.readline()  # printed once the broker answers
         match = re.search(r"listening on (127\.0\.0\.1:\d+)", first_line)
         assert match, first_line
         address = match.group(1)

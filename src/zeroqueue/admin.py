@@ -150,10 +150,12 @@ def _settle(
         error: KafkaError = exc.args[0]
         if error.code() == fine:
             return None
-        unreachable = error.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
-        raise (BrokerUnavailableError if unreachable else ZeroQueueError)(
-            f"{doing} failed: {error.str()}"
-        ) from exc
+        if error.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT):
+            # The client's own timeout can fire before ours: say the same either way.
+            raise BrokerUnavailableError(
+                f"{doing} on Brokers={list(brokers)} took longer than {timeout}s: {error.str()}"
+            ) from exc
+        raise ZeroQueueError(f"{doing} failed: {error.str()}") from exc
     except concurrent.futures.TimeoutError as exc:
         raise BrokerUnavailableError(
             f"{doing} on Brokers={list(brokers)} took longer than {timeout}s"

@@ -1,4 +1,4 @@
-"""The ``zeroqueue`` command line: ``zeroqueue dev``, ``zeroqueue demo``."""
+"""The ``zeroqueue`` command line: ``dev``, ``demo``, ``kafka-libs``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from types import FrameType
 import click
 
 from zeroqueue._demo import DemoSettings, run_demo
-from zeroqueue.embedded import EmbeddedBroker
+from zeroqueue.embedded import (
+    KAFKA_VERSION,
+    BrokerProcess,
+    EmbeddedBroker,
+    KafkaBroker,
+    fetch_kafka_libs,
+)
 from zeroqueue.errors import ZeroQueueError
 
 __all__ = ["main"]
@@ -30,17 +36,32 @@ def main() -> None:
     "--port", default=9092, show_default=True, help="Port to listen on; 0 picks a free one."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-def dev(port: int, host: str) -> None:
-    """Run the embedded Kafka-compatible broker in the foreground until Ctrl-C.
+@click.option(
+    "--kafka",
+    "apache_kafka",
+    is_flag=True,
+    help="Run Apache Kafka itself (needs Java 17 and its jars: see `zeroqueue kafka-libs`) "
+    "instead of the embedded Tansu broker.",
+)
+def dev(port: int, host: str, apache_kafka: bool) -> None:
+    """Run a broker in the foreground until Ctrl-C: embedded Tansu, or Apache Kafka.
 
-    It keeps messages in memory only: for development and tests, never production.
+    Tansu keeps messages in memory only; Apache Kafka keeps them in a temporary
+    directory removed on exit. Both are for development and tests, never production.
     """
-    broker = EmbeddedBroker(port=port, host=host)
+    broker: BrokerProcess = (
+        KafkaBroker(port=port, host=host) if apache_kafka else EmbeddedBroker(port=port, host=host)
+    )
     try:
         broker.start()
     except ZeroQueueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"embedded Kafka broker (Tansu, in memory) listening on {broker.bootstrap_servers}")
+    what = (
+        "Apache Kafka (one KRaft node)"
+        if apache_kafka
+        else "embedded Kafka broker (Tansu, in memory)"
+    )
+    click.echo(f"{what} listening on {broker.bootstrap_servers}")
     click.echo(f"  Brokers: [{broker.bootstrap_servers}]   log: {broker.log_path}")
     click.echo("  press Ctrl-C to stop", err=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -56,6 +77,26 @@ def dev(port: int, host: str) -> None:
     if status is not None:
         raise click.ClickException(f"the broker exited unexpectedly (status {status}):\n{log_tail}")
     click.echo("broker stopped")
+
+
+@main.command("kafka-libs")
+@click.option(
+    "--version",
+    "kafka_version",
+    default=KAFKA_VERSION,
+    show_default=True,
+    help="The Apache Kafka release to fetch.",
+)
+def kafka_libs(kafka_version: str) -> None:
+    """Fetch Apache Kafka's jars from Maven Central (once) for KafkaBroker and `dev --kafka`.
+
+    Needs Maven and Java 17. Prints the directory; a second run downloads nothing.
+    """
+    try:
+        path = fetch_kafka_libs(kafka_version)
+    except ZeroQueueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(path))
 
 
 @main.command()

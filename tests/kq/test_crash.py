@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.kafka_helpers import committed_offsets
 from zeroqueue import Pusher
-from zeroqueue.embedded import EmbeddedBroker
+from zeroqueue.embedded import BrokerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 20_000
@@ -35,7 +35,7 @@ def parse(line: str) -> tuple[int, int, str, int]:
 
 
 def test_sigkill_mid_stream_loses_nothing(
-    kafka: EmbeddedBroker, new_topic: Callable[[int], str], group: str
+    kafka: BrokerProcess, new_topic: Callable[[int], str], group: str
 ) -> None:
     # given 20,000 keyed messages on 4 partitions
     topic = new_topic(4)

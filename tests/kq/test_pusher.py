@@ -430,9 +430,76 @@ def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(
         error = pusher._core.delivery_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), record)
     # then the error names the size and the limit it read from the cluster
     assert isinstance(error, MessageTooLargeError)
-    assert (error.size, error.limit) == (5000, 1000)
-    assert "5000 bytes" in str(error)
+    assert (error.size, error.limit) == (5001, 1000)  # key and value
+    assert "5001 bytes" in str(error)
     assert "max.message.bytes is 1000" in str(error)
+
+
+@pytest.mark.kafka_only
+def test_the_broker_enforces_its_size_limit_and_the_error_names_it(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
+    # given a topic that takes record batches of at most 2,000 bytes
+    topic = unique_name(request, "small")
+    admin.create_topic(brokers, topic, config={"max.message.bytes": "2000"})
+    # when a synchronous push sends a 5,000-byte message (below max_message_bytes)
+    with Pusher(brokers, topic, sync_push=True) as pusher:
+        with pytest.raises(MessageTooLargeError) as sync_info:
+            pusher.push_with_key("k", "x" * 5000)
+        # then the broker's refusal names the size and the limit read from the cluster
+        assert (sync_info.value.size, sync_info.value.limit) == (5001, 2000)
+        assert "max.message.bytes is 2000" in str(sync_info.value)
+        pusher.push_with_key("k", "fits")  # and the pusher goes on
+    # when a batching pusher sends one too large, alone in its batch
+    failures: list[BaseException] = []
+    pusher = Pusher(brokers, topic, error_handler=lambda message, error: failures.append(error))
+    pusher.push_with_key("k", "y" * 5000)
+    # then flush() raises it as a failed delivery, and error_handler got the size error
+    with pytest.raises(DeliveryError, match=r"1 message\(s\) .* not delivered") as info:
+        pusher.flush(timeout=30)
+    assert info.value.count == 1
+    [failure] = failures
+    assert isinstance(failure, MessageTooLargeError)
+    assert failure.size == 5001
+    assert failure.limit in (None, 2000)  # None while the limit is still being read
+    pusher.push_with_key("k", "small")
+    pusher.close()
+    assert [r.value() for r in read_topic(brokers, topic, 2, timeout=10)] == [b"fits", b"small"]
+
+
+@pytest.mark.kafka_only
+def test_a_batch_holding_a_too_large_message_fails_whole_naming_chunk_size(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
+    # given a topic that takes record batches of at most 2,000 bytes
+    topic = unique_name(request, "small-batch")
+    admin.create_topic(brokers, topic, config={"max.message.bytes": "2000"})
+    failures: list[tuple[Message, BaseException]] = []
+    # when a small and a too-large message travel in one batch (a long linger makes sure)
+    pusher = Pusher(
+        brokers,
+        topic,
+        flush_interval=1.0,
+        error_handler=lambda message, error: failures.append((message, error)),
+    )
+    pusher.push_with_key("k", "small")
+    pusher.push_with_key("k", "y" * 5000)
+    # then Kafka refuses the whole batch: both fail, and neither is lost silently
+    with pytest.raises(DeliveryError, match=r"2 message\(s\) .* not delivered") as info:
+        pusher.flush(timeout=30)
+    pusher.close()
+    assert info.value.count == 2
+    assert eventually(lambda: admin.max_message_bytes(brokers, topic) == 2000)
+    # and the small one's error says it was the batch, once the limit is known
+    small = pusher._core.delivery_error(
+        KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), _record(topic, b"small")
+    )
+    assert "below the batch it travelled in; lower chunk_size" in str(small)
+    assert sorted(len(message.value or b"") for message, _ in failures) == [5, 5000]
+
+
+def _record(topic: str, value: bytes) -> KafkaMessage:
+    return KafkaMessage(topic=topic, partition=0, offset=-1, key=b"k", value=value)
 
 
 def test_values_of_the_wrong_type_are_refused(brokers: list[str]) -> None:

@@ -375,8 +375,9 @@ class ProducerCore:
         mean asking the cluster: ``wait_for_limit=False`` (delivery callbacks)
         does not wait for the answer.
         """
-        size = len(message)
         key = message.key()
+        # Key and value, as the local max_message_bytes check counts (len() is the value's).
+        size = len(key or b"") + len(message.value() or b"")
         where = f"to topic {self.topic!r}" + (f" with key {key!r}" if key is not None else "")
         if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
             return self._too_large(size, where, self.topic_size_limit(wait=wait_for_limit))
