@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Message as KafkaMessage
 
+from tests.engine.helpers import measured_fast
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
 from zeroqueue.engine.source import RebalanceListener, Source
@@ -29,13 +30,15 @@ def engine_for(handler: Callable[[str, str], None]) -> ConnEngine:
         no_source, resolve_handler(handler), policy, EngineOptions(processors=8), name="test"
     )
     engine.assigned([("t", 0), ("t", 1)])
+    assert engine.governor is not None
+    measured_fast(engine.governor)
     return engine
 
 
 def test_with_nothing_in_flight_the_fetch_thread_handles_the_batch_itself() -> None:
     seen: list[str] = []
     engine = engine_for(lambda key, value: seen.append(value))
-    # the governor starts by probing one processor: the fetch thread
+    # the governor measured a quick handler: the fetch thread runs it
     assert engine._executor.inline
     engine._dispatch([record(0, 0, "a"), record(1, 0, "b"), record(0, 1, "c")])
     assert seen == ["a", "b", "c"]

@@ -10,16 +10,8 @@ import time
 
 import pytest
 
-from zeroqueue.engine.governor import PROBE_MESSAGES, PROBE_SECONDS, Governor
-
-
-def probe(governor: Governor, start: float, cpu: float, wall: float) -> float:
-    """Feed one probe step of timed messages and tick past its end; return the new time."""
-    for _ in range(PROBE_MESSAGES):
-        governor.record(cpu / PROBE_MESSAGES, wall / PROBE_MESSAGES)
-    now = start + PROBE_SECONDS + 0.01
-    governor.tick(now)
-    return now
+from tests.engine.helpers import measured_fast, probe
+from zeroqueue.engine.governor import PROBE_SECONDS, Governor
 
 
 def test_io_bound_handler_gets_every_processor() -> None:
@@ -75,12 +67,41 @@ def test_the_handler_is_probed_again_after_run_seconds() -> None:
     assert governor.limit == 1
 
 
-def test_one_processor_is_never_probed() -> None:
+def test_the_fetch_thread_runs_the_handler_only_once_measured_fast() -> None:
+    # given a new governor: it probes on a worker, never on the fetch thread
     governor = Governor(1)
-    assert governor.phase == "fixed"
-    assert not governor.probing
-    assert not governor.tick(1e9)
+    assert governor.probing
+    assert not governor.inline
+    # when the probe measured a quick handler that only computes
+    measured_fast(governor)
+    # then the fetch thread may run it
+    assert governor.phase == "run"
     assert governor.limit == 1
+    assert governor.inline
+
+
+def test_a_slow_handler_that_only_computes_stays_on_a_worker() -> None:
+    # given a handler that computes 20 ms per message, on one processor
+    governor = Governor(1)
+    probe(governor, governor._phase_started, cpu=0.4, wall=0.4)
+    # then one processor runs it, but not the fetch thread: it would hold polls and stop()
+    assert governor.phase == "run"
+    assert governor.limit == 1
+    assert not governor.inline
+
+
+def test_a_handler_that_turned_slow_goes_back_to_a_worker_and_is_measured_again() -> None:
+    governor = measured_fast(Governor(8))
+    governor.slowed()
+    assert not governor.inline
+    assert governor.phase == "single"
+    assert governor.probing
+
+
+def test_a_retry_keeps_the_handler_off_the_fetch_thread_for_run_seconds() -> None:
+    governor = measured_fast(Governor(8, run_seconds=10))
+    governor.need_workers()
+    assert not governor.inline
 
 
 def test_the_probe_is_timed_from_its_first_measurement_not_from_start_up() -> None:

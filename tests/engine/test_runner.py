@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 from confluent_kafka import Message as KafkaMessage
 
+from tests.engine.helpers import measured_fast
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
 from zeroqueue.engine.lanes import Lane, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
+from zeroqueue.engine.watchdog import SlowHandlingWatch
 from zeroqueue.message import Message
+
+_watches: list[SlowHandlingWatch] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_watchdogs() -> Iterator[None]:
+    yield
+    while _watches:
+        _watches.pop().close()
+
+
+def new_watch(limit: float = 0.2) -> SlowHandlingWatch:
+    """A watchdog closed after the test."""
+    watch = SlowHandlingWatch(limit, "test")
+    _watches.append(watch)
+    return watch
 
 
 def record(partition: int, offset: int, value: str, topic: str = "t") -> KafkaMessage:
@@ -34,7 +53,13 @@ def runner_for(
         retry_backoff=0.25,
         max_retry_backoff=1.0,
     )
-    return LaneRunner(WorkBoard(4), resolve_handler(handler), policy, governor=Governor(8))
+    return LaneRunner(
+        WorkBoard(4),
+        resolve_handler(handler),
+        policy,
+        governor=measured_fast(Governor(8)),
+        watch=new_watch(),
+    )
 
 
 def test_a_batch_is_handled_in_fetch_order_and_each_partition_recorded() -> None:
@@ -194,10 +219,12 @@ def test_a_handed_off_retry_is_measured_once_it_succeeds() -> None:
         resolve_handler(fails_once(calls)),
         policy,
         metrics=lambda topic, partition, seconds, error: measured.append((partition, str(error))),
-        governor=Governor(8),
+        governor=measured_fast(Governor(8)),
+        watch=new_watch(),
     )
     progresses = owned(("t", 0))
     lane = hand_off_once(runner, progresses, [record(0, 5, "bad"), record(0, 6, "next")])
     assert not runner.run(lane)
     assert calls == ["bad", "next"]
-    assert measured == [(0, "first try"), (0, "None")]
+    # the retried message succeeded: its outcome is no error, not the first try's
+    assert measured == [(0, "None"), (0, "None")]

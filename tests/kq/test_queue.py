@@ -34,6 +34,7 @@ from zeroqueue import (
 from zeroqueue._process import free_port
 from zeroqueue.embedded import BrokerProcess
 from zeroqueue.engine import conn
+from zeroqueue.engine import governor as governor_module
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy
 from zeroqueue.engine.lanes import Router
@@ -94,9 +95,13 @@ def test_every_keyed_message_is_handled_in_key_order_with_8_processors(
 def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers(
     brokers: list[str], new_topic: Callable[[int], str], group: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given workers that keep the handling for 20 ms after a failure instead of 10 s,
-    # so the fetch thread takes it back while the retry still waits out its backoff
-    monkeypatch.setattr(conn, "Governor", functools.partial(Governor, run_seconds=0.02))
+    # given probes every 0.5 s instead of 10 s, so the fetch thread takes the handling
+    # over (once a probe on a worker measured the handler quick) while the retry still
+    # waits out its backoff
+    monkeypatch.setattr(conn, "Governor", functools.partial(Governor, run_seconds=0.5))
+    # and probes that decide on 10 ms of handling, well within the first messages
+    monkeypatch.setattr(governor_module, "PROBE_SECONDS", 0.01)
+    monkeypatch.setattr(governor_module, "PROBE_MIN_WALL", 0.005)
     # and keyed messages, with a quick handler that fails the first try of message 7
     topic = new_topic(4)
     pusher = Pusher(brokers, topic)
@@ -116,6 +121,10 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
                 raise RuntimeError("first try")
         handled_by.append((int(value), "-processor-" in threading.current_thread().name))
         recorder(key, value)
+        # 0.1 ms of computing: enough handler time for a probe to decide on quickly
+        until = time.perf_counter() + 0.0001
+        while time.perf_counter() < until:
+            pass
 
     queue = Queue(
         conf(brokers, topic, group, Processors=8, ForceCommit=False),
@@ -125,8 +134,17 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
         **fast_queue_options(),
     )
     with running(queue):
-        # when more messages of the same keys arrive while message 7 waits for its retry
+        # when more messages of the same keys arrive while message 7 waits for its retry,
+        # and the fetch thread runs the handler
         assert failed.wait(30)
+        governor = queue.engines[0].governor
+        assert governor is not None
+        assert eventually(lambda: governor.inline, timeout=0.9), (
+            governor.phase,
+            governor.limit,
+            governor._fast,
+            governor._share,
+        )
         with pusher:
             for i in range(1_000, 2_000):
                 pusher.push_with_key(f"user-{i % 40}", f"{i}")

@@ -25,11 +25,12 @@ from zeroqueue.engine.lanes import Lane, Ordering, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
 from zeroqueue.engine.source import RebalanceListener, Source, TopicPartitionKey
+from zeroqueue.engine.watchdog import SlowHandlingWatch
 from zeroqueue.errors import ConsumeError
 
 __all__ = ["ConnEngine", "EngineOptions"]
 
-_log = logging.getLogger("zeroqueue.kq.queue")
+_log = logging.getLogger("zeroqueue.engine")
 
 # Lanes per processor: more lanes, less head-of-line blocking behind a slow key.
 LANES_PER_PROCESSOR = 2
@@ -43,7 +44,8 @@ MAX_FETCH = 500
 FETCH_TIMEOUT = 0.1
 # How long a full buffer may stay full before the partitions are paused.
 PAUSE_AFTER = 0.5
-# Grace for processors to leave a message they are running when shutdown aborts.
+# Grace for processors to leave a message they are running when shutdown aborts;
+# past it, a handler still running is left to finish on its own (daemon) thread.
 ABORT_GRACE = 2.0
 # How long the fetch thread runs lanes itself, when it is the one processor, before it
 # polls again: bounds the delay of rebalance callbacks, commits and stop().
@@ -51,6 +53,9 @@ INLINE_BUDGET = 0.05
 # While the fetch thread is the one processor, the first batch it fetches, before its
 # handling time is known; later ones are sized to take about INLINE_BUDGET.
 FIRST_DIRECT_BATCH = 10
+# How long the fetch thread may handle without a pause before the watchdog sends the
+# handler back to the workers: a few budgets, so noise does not trip it.
+SLOW_HANDLING = 4 * INLINE_BUDGET
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,12 @@ class ConnEngine(RebalanceListener):
         self.governor = (
             Governor(options.processors) if not handler.is_async and options.adaptive else None
         )
-        self.runner = LaneRunner(self.board, handler, policy, metrics, self.governor)
+        # Only a governed engine lets the fetch thread run the handler, so only it
+        # needs the watchdog.
+        self._watch = SlowHandlingWatch(SLOW_HANDLING, name) if self.governor is not None else None
+        self.runner = LaneRunner(
+            self.board, handler, policy, metrics=metrics, governor=self.governor, watch=self._watch
+        )
         self._executor: Executor = make_executor(
             self.runner, options.processors, name, self._on_processor_crash, loop
         )
@@ -106,6 +116,8 @@ class ConnEngine(RebalanceListener):
         self.assignment: tuple[TopicPartitionKey, ...] = ()
         self._source: Source | None = None
         self._stop = threading.Event()
+        # Set while shutting down: revokes then wait only for what is left of it.
+        self._shutdown_deadline: float | None = None
         self._paused = False
         # Most messages to fetch while the fetch thread is the one processor: it handles
         # them itself (see _dispatch), so a batch should take about INLINE_BUDGET.
@@ -155,6 +167,9 @@ class ConnEngine(RebalanceListener):
     def stop(self) -> None:
         """Ask :meth:`run` to finish; safe from any thread or a signal handler."""
         self._stop.set()
+        # Messages waiting for a retry give up now, uncommitted: a retry pause may be
+        # far longer than shutdown_timeout.
+        self.runner.stop()
 
     @property
     def stopping(self) -> bool:
@@ -177,24 +192,23 @@ class ConnEngine(RebalanceListener):
                 self._commit(wait=False)
                 next_commit = now + options.commit_interval
             inline = executor.inline
-            if inline:
+            if inline and executor.has_ready():
                 executor.run_inline(INLINE_BUDGET)
             in_flight = board.in_flight
+            # With work waiting for this thread, only take what is already fetched.
+            wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
             if self._paused:
                 if in_flight <= low_water:
                     source.resume(list(self._progress))
                     self._paused = False
                     continue
                 # Paused: polling only serves group events (and stray records).
-                self._dispatch(source.fetch(MAX_FETCH, 0.0 if inline else FETCH_TIMEOUT))
+                self._dispatch(source.fetch(MAX_FETCH, wait))
                 continue
             room = capacity - in_flight
             if room <= 0:
-                if not inline:
-                    self._relieve(source, capacity)
+                self._relieve(source, capacity)
                 continue
-            # With work waiting for this thread, only take what is already fetched.
-            wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
             batch = min(room, self._direct_batch if inline else MAX_FETCH)
             # No local holds the batch: handled records are freed before the next fetch.
             self._dispatch(source.fetch(batch, wait))
@@ -308,7 +322,12 @@ class ConnEngine(RebalanceListener):
         """Partitions leave: let their fetched messages finish, commit, then let go."""
         self._left_in_fetch = True
         leaving = [self._progress[key] for key in partitions if key in self._progress]
-        drained = self._drain(leaving, self.options.shutdown_timeout)
+        timeout = self.options.shutdown_timeout
+        if self._shutdown_deadline is not None:
+            # Closing the client revokes what shutdown already waited for: do not wait
+            # shutdown_timeout a second time.
+            timeout = max(0.0, self._shutdown_deadline - time.monotonic())
+        drained = self._drain(leaving, timeout)
         self._commit(wait=True, only=leaving)
         for progress in leaving:
             progress.revoked = True
@@ -342,8 +361,11 @@ class ConnEngine(RebalanceListener):
             for progress in progresses:
                 progress.advance()
             # After a crash, abandoned messages never settle: do not wait for them.
-            crashed = self._crash is not None
-            return crashed or not any(progress.in_flight for progress in progresses)
+            # Nor, once stopping, for messages a retry gave up on (uncommitted): with
+            # nothing left in flight, nothing more will finish.
+            if self._crash is not None or (self.runner.stopping and self.board.in_flight == 0):
+                return True
+            return not any(progress.in_flight for progress in progresses)
 
         return self._wait_until(settled, timeout)
 
@@ -351,6 +373,8 @@ class ConnEngine(RebalanceListener):
 
     def _shutdown(self) -> None:
         board, options = self.board, self.options
+        self._shutdown_deadline = time.monotonic() + options.shutdown_timeout
+        self.runner.stop()
         if self._crash is not None:
             # Let the processors finish what they hold (it may commit), not start
             # more: queued work would wait behind the abandoned lane's partitions.
@@ -366,13 +390,22 @@ class ConnEngine(RebalanceListener):
             )
             self.runner.abort()
             board.drop_pending()
+        # One grace for handlers to leave what they run, shared by both waits below.
+        grace_until = time.monotonic() + ABORT_GRACE
+        if not drained:
             board.wait(lambda: board.in_flight == 0, ABORT_GRACE)
         source = self._source
         if source is not None:
             self._commit(wait=True)
             source.close()
-        if not self._executor.shutdown(ABORT_GRACE):
-            _log.warning("%s: a handler is still running after shutdown", self.name)
+        if not self._executor.shutdown(max(0.0, grace_until - time.monotonic())):
+            _log.warning(
+                "%s: a handler is still running after shutdown; it is left to finish on its"
+                " own thread, its message uncommitted",
+                self.name,
+            )
+        if self._watch is not None:
+            self._watch.close()
 
 
 def _names(partitions: Sequence[TopicPartitionKey]) -> str:

@@ -55,9 +55,14 @@ class ThreadExecutor:
 
     Ready lanes wait in one queue; a parked worker is woken only while fewer than
     the governor's limit are awake, so a handler that holds the GIL is not run
-    on threads that could only take turns. When the limit is one, no worker is
-    woken at all: the fetch thread runs the lanes itself (:meth:`run_inline`),
-    which saves every hand-off between threads.
+    on threads that could only take turns. When the fetch thread may run the
+    handler (:attr:`inline`), no worker is woken at all: it runs the lanes itself
+    (:meth:`run_inline`), which saves every hand-off between threads.
+
+    A worker waiting out a retry pause runs no handler, so it does not count:
+    another is woken in its place (a spare thread is started for that when all
+    are taken, at most one per lane), and a message retried for ever never holds
+    up the keys of other lanes.
     """
 
     def __init__(
@@ -69,31 +74,52 @@ class ThreadExecutor:
         governor: Governor | None = None,
     ) -> None:
         self._runner = runner
+        self._processors = processors
+        self._name = name
         self._on_crash = on_crash
         self._governor = governor
         self._lock = threading.Lock()
         self._ready: deque[Lane] = deque()
         self._awake = 0
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-processor-{i}", daemon=True)
-            for i in range(processors)
-        ]
+        # Every lane may be pausing at once, beside `processors` handling.
+        self._max_threads = processors + len(runner.board.lanes)
+        self._threads: list[threading.Thread] = []
+        for _ in range(processors):
+            self._threads.append(self._new_thread())
+        self._started = False
+        runner.on_pause = self._wake_for_pause
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(
+            target=self._work, name=f"{self._name}-processor-{len(self._threads)}", daemon=True
+        )
 
     def start(self) -> None:
         """Start the worker threads (parked until there is work)."""
-        for thread in self._threads:
+        with self._lock:
+            self._started = True
+            threads = list(self._threads)
+        for thread in threads:
             thread.start()
 
     @property
     def inline(self) -> bool:
-        """Whether lanes run on the fetch thread (the governor allows one processor)."""
+        """Whether lanes run on the fetch thread (see the class docstring)."""
         return self._governor is not None and self._governor.inline
 
     def _workers_allowed(self) -> int:
         if self._governor is None:
-            return len(self._threads)
-        return 0 if self._governor.inline else self._governor.limit
+            allowed = self._processors
+        elif self._governor.inline:
+            return 0  # the fetch thread runs the lanes that are ready
+        else:
+            allowed = self._governor.limit
+        return min(self._max_threads, allowed + self._runner.pausing)
+
+    def _wake_for_pause(self) -> None:
+        if self._ready:
+            self.schedule(())
 
     def has_ready(self) -> bool:
         """Whether lanes wait for a processor."""
@@ -128,19 +154,29 @@ class ThreadExecutor:
     def schedule(self, lanes: Sequence[Lane]) -> None:
         """Queue ready lanes and wake workers, up to the allowed number."""
         limit = self._workers_allowed()
+        spares: list[threading.Thread] = []
         with self._lock:
             self._ready.extend(lanes)
             wake = min(limit - self._awake, len(self._ready))
             if wake > 0:
                 self._awake += wake
+                # More awake than threads only while workers wait out retry pauses.
+                while self._started and len(self._threads) < min(self._awake, self._max_threads):
+                    spare = self._new_thread()
+                    self._threads.append(spare)
+                    spares.append(spare)
+        for spare in spares:
+            spare.start()
         for _ in range(wake):
             self._wake.put(True)
 
     def shutdown(self, timeout: float) -> bool:
         """Tell every worker to exit once idle and wait up to ``timeout`` for them."""
-        for _ in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._wake.put(False)
-        return _join_all(self._threads, timeout)
+        return _join_all(threads, timeout)
 
     def _work(self) -> None:
         runner, ready, lock = self._runner, self._ready, self._lock

@@ -21,6 +21,14 @@ handler that only computes is often runnable but not running, and would look
 I/O-bound. Where Linux reports it, the time a thread waited in the run queue
 is left out of its wall time.
 
+When the allowance is one processor and the handler measured fast, the fetch
+thread may run it itself (:attr:`inline`), which saves every hand-off between
+threads. Never before that: the probe runs on a worker thread, so a handler
+that is slow from the start never holds the fetch thread (which polls, commits
+and notices ``stop()``). A handler that turns slow later is caught by the
+watchdog (:mod:`zeroqueue.engine.watchdog`), and :meth:`slowed` sends it back
+to a worker and to a new probe.
+
 Plain Python: processors report what they measured, the fetch thread calls
 :meth:`tick`, and the executor reads :attr:`limit`.
 """
@@ -57,6 +65,10 @@ PAIR_GAIN = 1.4
 # from a second processor, while the step itself runs two threads fighting for the
 # GIL (measured: a no-op handler at about half speed for the step's duration).
 PAIR_MIN_SECONDS_PER_MESSAGE = 50e-6
+# The fetch thread runs the handler itself only when a message took at most this long
+# on average in the probe: its batches are sized to take INLINE_BUDGET (conn.py), and
+# a handler this quick fills one with a few messages at least.
+INLINE_MAX_SECONDS_PER_MESSAGE = 0.005
 
 
 class _RunQueueClock:
@@ -124,18 +136,34 @@ class Governor:
         # there, not from when they began (the first one begins before the group join).
         self._first_timed: float | None = None
         self._share = 1.0
-        self._phase = "single" if processors > 1 else "fixed"
+        # Whether the last probe found the handler quick enough for the fetch thread.
+        self._fast = False
+        self._phase = "single"
         self._phase_started = time.monotonic()
         #: How many processors may be awake now.
         self.limit = 1
         #: Whether processors should time each message (only while probing).
-        self.probing = self._phase == "single"
+        self.probing = True
         self._workers_until = 0.0
 
     @property
     def inline(self) -> bool:
-        """Whether the fetch thread runs the handler itself (one processor, no retries due)."""
-        return self.limit == 1 and time.monotonic() >= self._workers_until
+        """Whether the fetch thread runs the handler itself.
+
+        Only between probes, with one processor allowed, for a handler measured
+        fast, and while no retry needs the worker threads.
+        """
+        return (
+            self._fast
+            and self.limit == 1
+            and self._phase == "run"
+            and time.monotonic() >= self._workers_until
+        )
+
+    def slowed(self) -> None:
+        """The handler ran slow on the fetch thread: back to a worker, and measure again."""
+        self._fast = False
+        self._enter("single", 1, time.monotonic())
 
     def need_workers(self) -> None:
         """A handler failed and will be retried: keep it off the fetch thread for a while.
@@ -150,10 +178,14 @@ class Governor:
         """Read the calling thread's clocks, before timing work with :meth:`record_since`."""
         return time.thread_time(), time.perf_counter(), _run_queue_wait()
 
-    def record_since(self, mark: TimingMark, messages: int) -> None:
-        """Account ``messages`` handled on this thread since ``mark``."""
+    def record_since(self, mark: TimingMark, messages: int, *, idle: float = 0.0) -> None:
+        """Account ``messages`` handled on this thread since ``mark``.
+
+        ``idle`` is time in there that was no handling at all (a retry pause): it
+        is left out, or a retry would make any handler look like it waits on I/O.
+        """
         cpu, wall, waited = self.mark()
-        self.record(cpu - mark[0], wall - mark[1], messages, waited - mark[2])
+        self.record(cpu - mark[0], max(wall - mark[1] - idle, 0.0), messages, waited - mark[2])
 
     def record(self, cpu: float, wall: float, messages: int = 1, waited: float = 0.0) -> None:
         """Account timed messages: thread CPU seconds, wall seconds, and run-queue wait."""
@@ -168,8 +200,6 @@ class Governor:
 
     def tick(self, now: float | None = None) -> bool:
         """Advance the probe/run cycle; True when :attr:`limit` changed."""
-        if self._phase == "fixed":
-            return False
         now = time.monotonic() if now is None else now
         if self._phase == "run":
             elapsed = now - self._phase_started
@@ -186,6 +216,7 @@ class Governor:
         if self._phase == "single":
             # Off CPU but not waiting for one: the time the handler waits on I/O.
             self._share = max(cpu / max(wall - waited, cpu, 1e-9), 1e-6)
+            self._fast = wall / messages <= INLINE_MAX_SECONDS_PER_MESSAGE
             if self._overlap() >= self.processors:
                 return self._enter("run", self.processors, now)
             if wall / messages < PAIR_MIN_SECONDS_PER_MESSAGE:
@@ -211,5 +242,5 @@ class Governor:
 
     @property
     def phase(self) -> str:
-        """``single``/``pair`` while probing, ``run`` in between, ``fixed`` for one processor."""
+        """``single``/``pair`` while probing, ``run`` in between."""
         return self._phase

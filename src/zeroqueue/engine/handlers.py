@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue.errors import ConfigError, DecodeError
+from zeroqueue.errors import ConfigError, ConsumeError, DecodeError
 from zeroqueue.message import Message, decode_text
 
 __all__ = [
@@ -31,10 +31,11 @@ __all__ = [
     "HandlerSpec",
     "MetricsHook",
     "as_consume_error",
+    "refuse_awaitable",
     "resolve_handler",
 ]
 
-_log = logging.getLogger("zeroqueue.kq.queue")
+_log = logging.getLogger("zeroqueue.engine")
 
 
 @runtime_checkable
@@ -84,7 +85,7 @@ def resolve_handler(handler: Handler) -> HandlerSpec:
     """Classify ``handler``: sync or async, (key, value) or (message).
 
     Raises:
-        ConfigError: it is not callable, or takes neither two arguments nor one.
+        ConfigError: it is not callable, or its parameters fit neither shape.
     """
     target: Any = handler
     if not callable(handler) or (
@@ -97,10 +98,47 @@ def resolve_handler(handler: Handler) -> HandlerSpec:
                 "or an object with a consume(key, value) method"
             )
     name = getattr(target, "__qualname__", None) or repr(target)
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - an object with async __call__
-    )
-    return HandlerSpec(target, is_async, _takes_message(target, name), name)
+    return HandlerSpec(target, _is_async(target), _takes_message(target, name), name)
+
+
+def _is_async(target: Callable[..., Any]) -> bool:
+    """Whether calling ``target`` gives a coroutine to await.
+
+    A decorator made with ``functools.wraps`` around an ``async def`` hides it
+    from ``iscoroutinefunction``; its ``__wrapped__`` chain still tells. (A
+    wrapper that runs the coroutine itself and returns a plain value is fine too:
+    the async runner awaits only what is awaitable.)
+    """
+    candidates = [target, getattr(target, "__call__", None)]  # noqa: B004 - async __call__
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        if inspect.iscoroutinefunction(candidate):
+            return True
+        try:
+            unwrapped = inspect.unwrap(candidate)
+        except ValueError:  # a __wrapped__ cycle
+            continue
+        if unwrapped is not candidate and inspect.iscoroutinefunction(unwrapped):
+            return True
+    return False
+
+
+def refuse_awaitable(result: object, spec: HandlerSpec) -> None:
+    """Raise ConsumeError if a handler run as sync returned something to await.
+
+    Dropping it would count the message handled while the handler's body never
+    ran; the coroutine is closed so Python does not warn about it either.
+    """
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()
+        raise ConsumeError(
+            f"handler {spec.name} returned {type(result).__name__} instead of running: it was"
+            " taken for a sync handler. Make it `async def` (or wrap it with functools.wraps"
+            " so its async nature shows), or have it run the coroutine itself"
+        )
 
 
 def _takes_message(target: Callable[..., Any], name: str) -> bool:
@@ -115,18 +153,35 @@ def _takes_message(target: Callable[..., Any], name: str) -> bool:
     ]
     required = [p for p in positional if p.default is p.empty]
     variadic = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
-    if len(required) == 1:
+    first_is_message = bool(positional) and _annotated_message(positional[0])
+    if first_is_message and len(required) <= 1:
         return True
     if len(required) == 2:
         return False
+    if len(required) == 1 and len(positional) == 1 and not variadic:
+        return True
     if not required and (variadic or len(positional) >= 2):
         return False
     if not required and len(positional) == 1:
         return True
+    if len(required) == 1:
+        # (key, value=None) or (message, extra=None)? Guessing wrong would hand a
+        # str where a Message is expected, or the reverse, on every message.
+        raise ConfigError(
+            f"handler: {name}{signature} takes one required argument and more optional ones;"
+            " expected (key, value) with both required like go-queue's Consume, or"
+            " (message: Message) annotated so zeroqueue can tell"
+        )
     raise ConfigError(
         f"handler: {name}{signature} takes {len(required)} required arguments; expected "
         "(key, value) like go-queue's Consume, or (message) for the whole Message"
     )
+
+
+def _annotated_message(parameter: inspect.Parameter) -> bool:
+    annotation = parameter.annotation
+    # A string under `from __future__ import annotations`.
+    return annotation is Message or annotation in ("Message", "zeroqueue.Message")
 
 
 #: 2.0 ** 1000 is still a finite float, and a pause doubled that often is past

@@ -18,13 +18,20 @@ from typing import NamedTuple
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.governor import Governor
-from zeroqueue.engine.handlers import FailurePolicy, HandlerSpec, MetricsHook, as_consume_error
+from zeroqueue.engine.handlers import (
+    FailurePolicy,
+    HandlerSpec,
+    MetricsHook,
+    as_consume_error,
+    refuse_awaitable,
+)
 from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
+from zeroqueue.engine.watchdog import SlowHandlingWatch
 
 __all__ = ["LaneRunner"]
 
-_log = logging.getLogger("zeroqueue.kq.queue")
+_log = logging.getLogger("zeroqueue.engine")
 
 # Unbound C methods: groupby calls them without a Python frame per message.
 _partition_of = KafkaMessage.partition
@@ -40,11 +47,37 @@ class _RetryState(NamedTuple):
 
 
 class _HandOffSignal(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised on the fetch thread when a message needs retries: workers take over there."""
+    """Raised on the fetch thread to leave ``record`` and what follows to the workers.
 
-    def __init__(self, record: KafkaMessage, state: _RetryState) -> None:
+    With a ``state``, the record failed and its retry series continues on a worker;
+    without, the handler turned slow (the watchdog tripped) and ``record`` is next.
+    """
+
+    def __init__(self, record: KafkaMessage, state: _RetryState | None) -> None:
         self.record = record
         self.state = state
+
+
+class _PausedClock(threading.local):
+    """Per thread: seconds spent in retry pauses so far."""
+
+    seconds = 0.0
+
+
+class _GaveUp(Exception):  # noqa: N818 - a marker, never raised
+    """What a retry returns when it left its message unhandled (stopping, revoked)."""
+
+
+_GAVE_UP = _GaveUp()
+
+
+def _reraise_own_cancellation(error: BaseException) -> None:
+    """Re-raise a CancelledError aimed at our task; a handler's leaked one is its failure."""
+    if isinstance(error, asyncio.CancelledError):
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if cancelling is not None and cancelling():
+            raise error
 
 
 def _position(record: KafkaMessage) -> tuple[str, int, int]:
@@ -60,17 +93,34 @@ class LaneRunner:
         board: WorkBoard,
         handler: HandlerSpec,
         policy: FailurePolicy,
+        *,
         metrics: MetricsHook | None = None,
         governor: Governor | None = None,
+        watch: SlowHandlingWatch | None = None,
     ) -> None:
         self.board = board
         self.handler = handler
         self.policy = policy
         self.metrics = metrics
         self.governor = governor
+        #: Times what the fetch thread handles itself (given with a governor).
+        self.watch = watch
         #: Set when shutdown ran out of time: stop between messages, stop retrying.
         self.aborting = False
         self._abort = threading.Event()
+        #: Set when the engine stops: a message waiting for its next retry gives up
+        #: (uncommitted, so it is delivered again) instead of holding up shutdown.
+        self.stopping = False
+        self._stop = threading.Event()
+        #: Processors waiting out a retry pause: they hold no CPU, so they do not count
+        #: against the governor's limit (else one message retried for ever on the one
+        #: processor allowed would hold up every other key).
+        self.pausing = 0
+        self._pausing_lock = threading.Lock()
+        #: Called when a processor begins a retry pause (the executor wakes another).
+        self.on_pause: Callable[[], None] | None = None
+        # Seconds this thread spent in retry pauses: not handling, for the governor.
+        self._paused = _PausedClock()
         # Retries the fetch thread handed over, by (topic, partition, offset). The
         # worker that gets the message continues the series; see _run_segment.
         self._resume: dict[tuple[str, int, int], _RetryState] = {}
@@ -85,6 +135,12 @@ class LaneRunner:
         """Stop handling: current messages finish, the rest are left uncommitted."""
         self.aborting = True
         self._abort.set()
+        self.stop()
+
+    def stop(self) -> None:
+        """The engine is stopping: end retry pauses now, leaving those messages uncommitted."""
+        self.stopping = True
+        self._stop.set()
 
     # -- sync, on the fetch thread without lanes ---------------------------------------
 
@@ -110,9 +166,12 @@ class LaneRunner:
         marked so that the worker that gets it continues its retry series (see
         :meth:`_run_segment`).
         """
-        governor = self.governor
-        mark = governor.mark() if governor is not None and governor.probing else None
+        governor, watch = self.governor, self.watch
+        assert governor is not None  # only a governed executor runs on the fetch thread
+        assert watch is not None
         rest: list[KafkaMessage] = []
+        hand_off: _HandOffSignal | None = None
+        watch.begin()
         try:
             if multi_topic:
                 for partition, same_partition in itertools.groupby(records, _partition_of):
@@ -122,23 +181,23 @@ class LaneRunner:
                 topic = records[0].topic() or ""
                 for partition, run in itertools.groupby(records, _partition_of):
                     self._handle_partition_run(run, progress_of((topic, partition or 0)))
-        except _HandOffSignal as hand_off:
-            rest = self._hand_off_rest(records, hand_off, progress_of)
-        if mark is not None:
-            assert governor is not None
-            governor.record_since(mark, len(records) - len(rest))
-        if rest:
-            assert governor is not None  # only a governed executor runs inline
-            governor.need_workers()
+        except _HandOffSignal as signal:
+            hand_off = signal
+            rest = self._hand_off_rest(records, signal, progress_of)
+        finally:
+            watch.end()
+        if hand_off is not None:
+            self._leave_fetch_thread(hand_off)
         return rest
 
     def _handle_partition_run(
         self, run: Iterable[KafkaMessage], progress: PartitionProgress | None
     ) -> None:
-        """Handle one partition's run; raise _HandOffSignal at a message needing retries."""
+        """Handle one partition's run; raise _HandOffSignal where workers must take over."""
         if progress is None:
             return  # revoked while this batch was fetched: not ours to handle
-        handler = self._fast
+        handler, watch = self._fast, self.watch
+        assert watch is not None
         if handler is None:
             records = list(run)
             if not self._run_each(records, progress, inline=True):
@@ -146,15 +205,20 @@ class LaneRunner:
             last = records[-1].offset()
         else:
             # _run_fast without its per-message revoke and abort checks: on the fetch
-            # thread, neither can happen before this returns.
+            # thread, neither can happen before this returns. One attribute read per
+            # message is the watchdog's cost (see zeroqueue.engine.watchdog).
             for record in run:
+                if watch.tripped:
+                    raise _HandOffSignal(record, None)
                 key, value = record.key(), record.value()
                 try:
-                    handler(
+                    result = handler(
                         "" if key is None else key.decode(),
                         "" if value is None else value.decode(),
                     )
-                except Exception as exc:
+                    if result is not None:
+                        refuse_awaitable(result, self.handler)
+                except BaseException as exc:
                     self._failed(record, as_consume_error(record, exc), progress, inline=True)
             last = record.offset()
         progress.handled_through(-1 if last is None else last)
@@ -177,21 +241,46 @@ class LaneRunner:
             last = previous.offset()
             if same_run and progress is not None and last is not None:
                 progress.handled_through(last)
-        self._resume[_position(failed)] = hand_off.state
+        if hand_off.state is not None:
+            self._resume[_position(failed)] = hand_off.state
         return records[at:]
+
+    def _leave_fetch_thread(self, hand_off: _HandOffSignal) -> None:
+        """Send the handler to the worker threads: for a retry series, or because it slowed."""
+        governor = self.governor
+        assert governor is not None
+        if hand_off.state is not None:
+            governor.need_workers()
+        else:
+            _log.info(
+                "the handler ran longer than %.2gs on the fetch thread (at %s[%s]@%s):"
+                " it runs on worker threads again",
+                self.watch.limit if self.watch is not None else 0.0,
+                hand_off.record.topic(),
+                hand_off.record.partition(),
+                hand_off.record.offset(),
+            )
+            governor.slowed()
 
     # -- sync -----------------------------------------------------------------------
 
     def run(self, lane: Lane, until: float | None = None) -> bool:
         """Handle the lane's work items until it has none left.
 
-        With ``until`` (a ``time.perf_counter()`` deadline) it stops after the work
-        item that passes it; returns True when the lane still has work (it stays
-        scheduled and must be queued again).
+        With ``until`` (a ``time.perf_counter()`` deadline) it runs on the fetch
+        thread: it stops after the work item that passes it, or where the handler
+        turns slow; returns True when the lane still has work (it stays scheduled
+        and must be queued again).
         """
-        board, governor = self.board, self.governor
+        board, governor, watch = self.board, self.governor, self.watch
         inline = until is not None
+        if inline:
+            assert watch is not None
+            watch.begin()
         item = board.take(lane)
+        # Set once a message of this lane was left unhandled while stopping: the
+        # lane's later messages must not overtake it (they may share its key).
+        given_up = False
         try:
             while item is not None:
                 done: list[Segment] = []
@@ -199,33 +288,38 @@ class LaneRunner:
                 # Timed per work item, not per segment: a segment may hold one or two
                 # messages, and reading the thread's clocks costs a few us.
                 mark = governor.mark() if governor is not None and governor.probing else None
+                paused_before = self._paused.seconds
                 for position, segment in enumerate(item):
                     chunk, records = segment
                     settled += len(records)
                     progress = chunk.progress
-                    if self.aborting or progress.revoked:
+                    if given_up or self.aborting or progress.revoked:
                         if self._resume:
                             self._resume.pop(_position(records[0]), None)
                         continue
                     try:
                         complete = self._run_segment(records, progress, inline)
                     except _HandOffSignal as hand_off:
-                        # Leave the failed message and what follows it to a worker thread.
+                        # Leave this message and what follows it to a worker thread.
                         start = next(i for i, r in enumerate(records) if r is hand_off.record)
                         settled -= len(records) - start
                         rest = [(chunk, records[start:]), *item[position + 1 :]]
-                        self._resume[_position(hand_off.record)] = hand_off.state
+                        if hand_off.state is not None:
+                            self._resume[_position(hand_off.record)] = hand_off.state
                         board.put_back(lane, done, settled, rest)
-                        if governor is not None:
-                            if mark is not None:
-                                governor.record_since(mark, settled)
-                            governor.need_workers()
+                        if governor is not None and mark is not None:
+                            idle = self._paused.seconds - paused_before
+                            governor.record_since(mark, settled, idle=idle)
+                        self._leave_fetch_thread(hand_off)
                         return True
                     if complete:
                         done.append(segment)
+                    elif not progress.revoked:
+                        given_up = True
                 if mark is not None:
                     assert governor is not None
-                    governor.record_since(mark, settled)
+                    idle = self._paused.seconds - paused_before
+                    governor.record_since(mark, settled, idle=idle)
                 if until is not None and time.perf_counter() >= until:
                     board.finish(lane, done, settled, take_next=False)
                     return lane.scheduled
@@ -237,6 +331,10 @@ class LaneRunner:
             # partitions do not commit past it and nobody waits for it.
             board.abandon(lane, item)
             raise
+        finally:
+            if inline:
+                assert watch is not None
+                watch.end()
 
     def _run_segment(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool
@@ -250,11 +348,16 @@ class LaneRunner:
                     # hand it over again, pause and attempt count unchanged.
                     raise _HandOffSignal(records[0], resume)
                 started = time.perf_counter()
-                if not self._recover(
-                    records[0], progress, attempt=resume.attempts, delay=resume.delay
-                ):
+                outcome = self._recover(
+                    records[0],
+                    progress,
+                    attempt=resume.attempts,
+                    delay=resume.delay,
+                    error=resume.error,
+                )
+                if outcome is _GAVE_UP:
                     return False
-                self._observe(records[0], started, resume.error)
+                self._observe(records[0], started, outcome)
                 records = records[1:]
         if self._fast is not None:
             return self._run_fast(records, progress, inline)
@@ -263,46 +366,60 @@ class LaneRunner:
     def _run_fast(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool = False
     ) -> bool:
-        handler = self._fast
+        handler, watch = self._fast, self.watch
         assert handler is not None
         for record in records:
             if self.aborting or progress.revoked:
                 return False
+            if inline and watch is not None and watch.tripped:
+                raise _HandOffSignal(record, None)
             key, value = record.key(), record.value()
             try:
-                handler(
+                result = handler(
                     "" if key is None else key.decode(), "" if value is None else value.decode()
                 )
-            except Exception as exc:
-                if not self._failed(record, as_consume_error(record, exc), progress, inline):
+                if result is not None:
+                    refuse_awaitable(result, self.handler)
+            except BaseException as exc:
+                error = self._failed(record, as_consume_error(record, exc), progress, inline)
+                if error is _GAVE_UP:
                     return False
         return True
 
     def _run_each(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool = False
     ) -> bool:
+        watch = self.watch
         for record in records:
             if self.aborting or progress.revoked:
                 return False
+            if inline and watch is not None and watch.tripped:
+                raise _HandOffSignal(record, None)
             started = time.perf_counter()
-            error: BaseException | None = None
+            outcome: BaseException | None = None
             try:
-                self.handler.call(record)
-            except Exception as exc:
-                error = as_consume_error(record, exc)
-                if not self._failed(record, error, progress, inline):
+                result = self.handler.call(record)
+                if result is not None:
+                    refuse_awaitable(result, self.handler)
+            except BaseException as exc:
+                outcome = self._failed(record, as_consume_error(record, exc), progress, inline)
+                if outcome is _GAVE_UP:
                     return False
-            self._observe(record, started, error)
+            self._observe(record, started, outcome)
         return True
 
     def _failed(
         self, record: KafkaMessage, error: BaseException, progress: PartitionProgress, inline: bool
-    ) -> bool:
-        """Report a failed first attempt; retry per the policy. True once it counts as handled."""
+    ) -> BaseException | None:
+        """Report a failed first attempt and retry per the policy.
+
+        Returns the error the message is counted handled with (None once a retry
+        succeeded), or ``_GAVE_UP`` when it was left unhandled (stopping, revoked).
+        """
         delay = self.policy.failed(record, error, 1)
         if delay is not None and inline:
             raise _HandOffSignal(record, _RetryState(1, delay, error))
-        return self._recover(record, progress, attempt=1, delay=delay)
+        return self._recover(record, progress, attempt=1, delay=delay, error=error)
 
     def _recover(
         self,
@@ -311,18 +428,39 @@ class LaneRunner:
         *,
         attempt: int,
         delay: float | None,
-    ) -> bool:
-        """Retry after ``delay`` (None: give up, counted as handled) until it succeeds."""
+        error: BaseException,
+    ) -> BaseException | None:
+        """Retry after ``delay`` (None: give up, counted as handled) until it succeeds.
+
+        Returns what :meth:`_failed` returns.
+        """
         while delay is not None:
-            if self._abort.wait(delay) or progress.revoked:
-                return False
+            if self._pause(delay) or progress.revoked:
+                return _GAVE_UP
             try:
-                self.handler.call(record)
-                return True
-            except Exception as exc:
+                result = self.handler.call(record)
+                if result is not None:
+                    refuse_awaitable(result, self.handler)
+                return None
+            except BaseException as exc:
                 attempt += 1
-                delay = self.policy.failed(record, as_consume_error(record, exc), attempt)
-        return True
+                error = as_consume_error(record, exc)
+                delay = self.policy.failed(record, error, attempt)
+        return error
+
+    def _pause(self, delay: float) -> bool:
+        """Wait ``delay`` before a retry, off the governor's count; True if stopping meanwhile."""
+        with self._pausing_lock:
+            self.pausing += 1
+        started = time.perf_counter()
+        try:
+            if self.on_pause is not None:
+                self.on_pause()
+            return self._stop.wait(delay)
+        finally:
+            self._paused.seconds += time.perf_counter() - started
+            with self._pausing_lock:
+                self.pausing -= 1
 
     def _observe(self, record: KafkaMessage, started: float, error: BaseException | None) -> None:
         if self.metrics is not None:
@@ -342,6 +480,7 @@ class LaneRunner:
         board = self.board
         item: WorkItem | None = board.take(lane)
         try:
+            given_up = False  # as in run()
             while item is not None:
                 done: list[Segment] = []
                 settled = 0
@@ -349,10 +488,12 @@ class LaneRunner:
                     chunk, records = segment
                     settled += len(records)
                     progress = chunk.progress
-                    if self.aborting or progress.revoked:
+                    if given_up or self.aborting or progress.revoked:
                         continue
                     if await self._run_each_async(records, progress):
                         done.append(segment)
+                    elif not progress.revoked:
+                        given_up = True
                 item = board.finish(lane, done, settled)
         except BaseException:
             board.abandon(lane, item)  # as in run()
@@ -365,38 +506,40 @@ class LaneRunner:
             if self.aborting or progress.revoked:
                 return False
             started = time.perf_counter()
-            error: BaseException | None = None
+            outcome: BaseException | None = None
             try:
                 await self.handler.call(record)
-            except Exception as exc:
-                error = as_consume_error(record, exc)
-                if not await self._recover_async(record, error, progress):
+            except BaseException as exc:
+                _reraise_own_cancellation(exc)
+                outcome = await self._recover_async(record, as_consume_error(record, exc), progress)
+                if outcome is _GAVE_UP:
                     return False
-            self._observe(record, started, error)
+            self._observe(record, started, outcome)
         return True
 
     async def _recover_async(
         self, record: KafkaMessage, error: BaseException, progress: PartitionProgress
-    ) -> bool:
+    ) -> BaseException | None:
         attempt = 1
         while True:
             delay = self.policy.failed(record, error, attempt)
             if delay is None:
-                return True
-            await self._pause(delay)
-            if self.aborting or progress.revoked:
-                return False
+                return error
+            await self._pause_async(delay)
+            if self.stopping or progress.revoked:
+                return _GAVE_UP
             try:
                 await self.handler.call(record)
-                return True
-            except Exception as exc:
+                return None
+            except BaseException as exc:
+                _reraise_own_cancellation(exc)
                 error = as_consume_error(record, exc)
                 attempt += 1
 
-    async def _pause(self, delay: float) -> None:
+    async def _pause_async(self, delay: float) -> None:
         # Sleep in short steps so an abort is noticed without a cross-thread event.
         deadline = time.monotonic() + delay
-        while not self.aborting:
+        while not self.stopping:
             left = deadline - time.monotonic()
             if left <= 0:
                 return

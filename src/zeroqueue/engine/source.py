@@ -9,17 +9,26 @@ so its logic can run against a fake in tests.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue.errors import ConfigError
+from zeroqueue.errors import ConfigError, ConsumeError
 
 __all__ = ["KafkaSource", "RebalanceListener", "Source", "TopicPartitionKey"]
 
-_log = logging.getLogger("zeroqueue.kq.queue")
+_log = logging.getLogger("zeroqueue.engine")
+
+# Errors no retry can mend: the consumer stops with a ConsumeError naming them.
+_DENIED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "this client may not read topic {topic!r}",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "this client may not use the consumer group",
+}
+# How long metadata may take when a missing topic's deadline is checked.
+_METADATA_TIMEOUT = 5.0
 
 #: ``(topic, partition)``
 TopicPartitionKey = tuple[str, int]
@@ -42,7 +51,12 @@ class Source(Protocol):
     """A group member the engine can fetch from and commit to."""
 
     def fetch(self, max_messages: int, timeout: float) -> list[KafkaMessage]:
-        """Wait up to ``timeout`` for a first record, then take what is ready, error-free."""
+        """Wait up to ``timeout`` for a first record, then take what is ready, error-free.
+
+        Raises ConsumeError for what no retry can mend (a fatal client error, a
+        topic or group this client may not read, a topic that stays missing):
+        the engine stops and its caller raises it.
+        """
 
     def commit(self, offsets: Sequence[tuple[str, int, int]], *, wait: bool) -> None:
         """Commit ``(topic, partition, next_offset)`` triples."""
@@ -75,10 +89,19 @@ class KafkaSource:
     """One confluent-kafka consumer, subscribed, with cooperative rebalancing."""
 
     def __init__(
-        self, settings: dict[str, Any], topics: Sequence[str], listener: RebalanceListener
+        self,
+        settings: dict[str, Any],
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        missing_topic_timeout: float = 15.0,
     ) -> None:
         self._listener = listener
-        self._warned_topics: set[str] = set()
+        self._group = str(settings.get("group.id", ""))
+        # Subscribed topics reported missing, and since when.
+        self._missing: dict[str, float] = {}
+        self._missing_topic_timeout = missing_topic_timeout
+        self._fatal: str | None = None
         self._failed_commits: list[TopicPartitionKey] = []
         self.last_error = ""
         try:
@@ -96,6 +119,8 @@ class KafkaSource:
 
     def fetch(self, max_messages: int, timeout: float) -> list[KafkaMessage]:
         """Block up to ``timeout`` for one record, then take up to ``max_messages`` ready ones."""
+        if self._fatal is not None or self._missing:
+            self._raise_if_hopeless()
         consumer = self._consumer
         first = consumer.poll(timeout)
         if first is None:
@@ -114,14 +139,59 @@ class KafkaSource:
             error = record.error()
             if error is None:
                 clean.append(record)
-            elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                topic = record.topic() or "?"
-                if topic not in self._warned_topics:
-                    self._warned_topics.add(topic)
-                    _log.warning("subscribed topic %r does not exist (yet): %s", topic, error.str())
+                continue
+            code, topic = error.code(), record.topic() or "?"
+            if error.fatal() or code == KafkaError._FATAL:
+                # librdkafka will not consume again (a static member fenced by another
+                # with its group.instance.id, say).
+                raise ConsumeError(
+                    f"the consumer of group {self._group!r} hit a fatal error and stopped:"
+                    f" {error.str()}"
+                )
+            if code in _DENIED:
+                denied = _DENIED[code].format(topic=topic)
+                raise ConsumeError(
+                    f"{denied} (group {self._group!r}): {error.str()}; grant the client's"
+                    " user the Read ACL on the topic and the group, or use another user"
+                )
+            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                if topic not in self._missing:
+                    self._missing[topic] = time.monotonic()
+                    _log.warning(
+                        "subscribed topic %r does not exist (yet): %s; waiting up to %.0fs",
+                        topic,
+                        error.str(),
+                        self._missing_topic_timeout,
+                    )
             else:
                 _log.warning("consumer error: %s", error.str())
         return clean
+
+    def _raise_if_hopeless(self) -> None:
+        """Raise the fatal error, or the missing topic past its deadline."""
+        if self._fatal is not None:
+            raise ConsumeError(
+                f"the consumer of group {self._group!r} hit a fatal error and stopped: "
+                f"{self._fatal}"
+            )
+        now = time.monotonic()
+        timeout = self._missing_topic_timeout
+        overdue = [topic for topic, since in self._missing.items() if now - since >= timeout]
+        if not overdue:
+            return
+        try:
+            metadata = self._consumer.list_topics(timeout=_METADATA_TIMEOUT)
+        except KafkaException:
+            return  # the cluster is unreachable: not the same as a missing topic
+        for topic in overdue:
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is None:
+                del self._missing[topic]  # created meanwhile
+                continue
+            raise ConsumeError(
+                f"subscribed topic {topic!r} still does not exist after {timeout:.0f}s"
+                " (connect_timeout): create it, or check the Topic name"
+            )
 
     def commit(self, offsets: Sequence[tuple[str, int, int]], *, wait: bool) -> None:
         """Commit offsets; a synchronous commit that fails is logged, not raised."""
@@ -159,6 +229,8 @@ class KafkaSource:
     # -- callbacks, run inside poll()/consume() on the fetch thread -------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._missing.pop(tp.topic, None)
         consumer.incremental_assign(partitions)
         self._listener.assigned(_keys(partitions))
 
@@ -182,4 +254,8 @@ class KafkaSource:
     def _on_error(self, error: KafkaError) -> None:
         self.last_error = error.str()
         if error.fatal():
+            # Raised by the next fetch: librdkafka will not consume again.
             _log.critical("fatal consumer error: %s", error.str())
+            self._fatal = error.str()
+        elif error.code() in _DENIED and self._fatal is None:
+            self._fatal = f"{error.str()}: {_DENIED[error.code()].format(topic='?')}"

@@ -23,14 +23,15 @@ from zeroqueue.engine.handlers import (
 )
 from zeroqueue.engine.lanes import Ordering
 from zeroqueue.engine.source import KafkaSource, RebalanceListener, Source
-from zeroqueue.errors import ConfigError
+from zeroqueue.errors import ConfigError, ZeroQueueError
 from zeroqueue.kq.config import KqConf
 
 __all__ = ["Queue"]
 
 _log = logging.getLogger("zeroqueue.kq.queue")
 
-# Extra time stop() waits beyond shutdown_timeout for commits and leaving the group.
+# Extra time stop() waits beyond shutdown_timeout: for the abort grace of handlers
+# still running, the last commit and leaving the group (see ConnEngine._shutdown).
 _STOP_GRACE = 15.0
 
 
@@ -60,7 +61,14 @@ class Queue:
         retry_backoff: First pause before retrying a failed message when
             ``ForceCommit`` is false; doubles each time. Default 0.5.
         max_retry_backoff: Longest pause between retries. Default 30.
-        connect_timeout: Seconds :meth:`start` waits for a broker to answer. Default 15.
+        connect_timeout: Seconds :meth:`start` waits for a broker to answer, and
+            how long a subscribed topic may be missing before it stops. Default 15.
+        adaptive: Measure the handler and wake only as many processors as help
+            (see README, "Processors and the GIL"). False keeps all Processors
+            awake and never runs the handler on the fetch thread. Default True.
+        handle_signals: When :meth:`start` runs on the main thread, SIGINT and
+            SIGTERM stop the queue (a second one exits at once). False leaves
+            signals to the application (a service group, a web server). Default True.
         kafka_config: Extra librdkafka consumer settings, applied last.
     """
 
@@ -81,6 +89,8 @@ class Queue:
         retry_backoff: float = 0.5,
         max_retry_backoff: float = 30.0,
         connect_timeout: float = 15.0,
+        adaptive: bool = True,
+        handle_signals: bool = True,
         kafka_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(conf, KqConf):
@@ -109,6 +119,7 @@ class Queue:
         self.conf = conf
         self.handler = resolve_handler(handler)
         self.connect_timeout = connect_timeout
+        self.handle_signals = bool(handle_signals)
         self._metrics = metrics
         self._policy = FailurePolicy(
             force_commit=conf.force_commit,
@@ -124,6 +135,7 @@ class Queue:
             ordering=ordering,
             unordered_keyless=unordered_keyless,
             multi_topic=len(conf.topics) > 1 or conf.topics[0].startswith("^"),
+            adaptive=bool(adaptive),
         )
         session_ms = int(session_timeout * 1000)
         self._settings = client_settings(
@@ -148,6 +160,8 @@ class Queue:
         self._engines: list[ConnEngine] = []
         self._lock = threading.Lock()
         self._state = "new"
+        self._stopped_before_start = False
+        self._signals = 0
         self._finished = threading.Event()
         self._runner_thread: threading.Thread | None = None
 
@@ -162,6 +176,11 @@ class Queue:
                 stopped, leaving what that processor held uncommitted.
         """
         with self._lock:
+            if self._stopped_before_start:
+                # stop() came first (a `with queue.running(): pass` block, a signal):
+                # there is nothing to run.
+                self._stopped_before_start = False
+                return
             if self._state != "new":
                 raise RuntimeError(f"Queue.start() called on a queue that is {self._state}")
             self._state = "starting"
@@ -194,8 +213,11 @@ class Queue:
             ]
             self._state = "running"
         errors: list[BaseException] = []
+        # Daemon threads: a second SIGINT ends the process without waiting for them.
         threads = [
-            threading.Thread(target=self._run_engine, args=(engine, errors), name=engine.name)
+            threading.Thread(
+                target=self._run_engine, args=(engine, errors), name=engine.name, daemon=True
+            )
             for engine in self._engines
         ]
         restore = self._handle_signals()
@@ -215,12 +237,21 @@ class Queue:
         try:
             engine.run()
         except BaseException as exc:
-            _log.exception("%s stopped on an error", engine.name)
+            if isinstance(exc, ZeroQueueError):
+                # start() raises it, with its cause: no need for a traceback here.
+                _log.error("%s stopped: %s", engine.name, exc)
+            else:
+                _log.exception("%s stopped on an error", engine.name)
             errors.append(exc)
             self.stop(wait=False)
 
     def _make_source(self, listener: RebalanceListener) -> Source:
-        return KafkaSource(self._settings, self.conf.topics, listener)
+        return KafkaSource(
+            self._settings,
+            self.conf.topics,
+            listener,
+            missing_topic_timeout=self.connect_timeout,
+        )
 
     def _security_only(self) -> dict[str, Any]:
         keys = ("security.protocol", "sasl.", "ssl.", "enable.ssl")
@@ -233,9 +264,10 @@ class Queue:
         has stopped, unless called from the thread running :meth:`start`.
         """
         with self._lock:
-            if self._state in ("new", "stopped"):
-                self._state = "stopped"
-                self._finished.set()
+            if self._state == "new":
+                self._stopped_before_start = True
+                return
+            if self._state == "stopped":
                 return
             if self._state != "stopping":
                 self._state = "stopping"
@@ -243,22 +275,47 @@ class Queue:
         for engine in engines:
             engine.stop()
         if wait and threading.current_thread() is not self._runner_thread:
-            self._finished.wait(self._engine_options.shutdown_timeout + _STOP_GRACE)
+            bound = self._engine_options.shutdown_timeout + _STOP_GRACE
+            if not self._finished.wait(bound):
+                _log.warning(
+                    "%r: not stopped %.0fs after stop(): committing or leaving the group is"
+                    " stuck (is the cluster reachable?); it goes on in the background",
+                    self,
+                    bound,
+                )
 
     def _handle_signals(self) -> Any:
-        """On the main thread, SIGINT/SIGTERM stop the queue; returns the undo."""
-        if threading.current_thread() is not threading.main_thread():
+        """On the main thread, SIGINT/SIGTERM stop the queue; returns the undo.
+
+        An application's own handler for the signal still runs after ours. A
+        second signal while stopping gives up waiting: KeyboardInterrupt leaves
+        start() at once, and in-flight messages stay uncommitted.
+        """
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             return lambda: None
+        previous: dict[int, Any] = {}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            _log.info("received %s, stopping", signal.Signals(signum).name)
+            self._signals += 1
+            name = signal.Signals(signum).name
+            if self._signals > 1:
+                restore()
+                _log.warning("received %s again: exiting without waiting", name)
+                raise KeyboardInterrupt
+            _log.info("received %s, stopping", name)
             self.stop(wait=False)
+            chained = previous.get(signum)
+            if callable(chained) and chained is not signal.default_int_handler:
+                chained(signum, frame)
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous.update(
+            {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        )
 
         def restore() -> None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            previous.clear()
 
         return restore
 
