@@ -286,8 +286,8 @@ class KafkaBroker(BrokerProcess):
             self._classpath,
             "kafka.tools.StorageTool",
             "format",
-            "--cluster-id",
-            cluster_id,
+            # One form: an id may begin with "-", which would read as an option.
+            f"--cluster-id={cluster_id}",
             "--config",
             str(properties),
             "--ignore-formatted",

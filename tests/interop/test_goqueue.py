@@ -1,0 +1,271 @@
+"""go-queue itself (Go, on kafka-go) beside zeroqueue on Apache Kafka.
+
+The Go program in ``goqueue/`` runs go-queue v1.2.2's own ``kq.Pusher`` (with
+kafka-go's ``Hash`` balancer) and ``kq`` queue. These tests check that a Go and
+a Python service sharing a topic agree on where a key lives, that per-key order
+survives the trip from Go to zeroqueue, and that W3C trace context crosses in
+both directions through go-queue's own injection and extraction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+
+from tests.kafka_helpers import eventually, fast_queue_options, read_topic
+from zeroqueue import KqConf, Message, Pusher, Queue
+
+GO_MODULE = Path(__file__).parent / "goqueue"
+# CI sets this so a missing Go toolchain fails the run instead of skipping tests.
+REQUIRE_SERVERS = os.environ.get("ZEROQUEUE_REQUIRE_SERVERS") == "1"
+# A first build compiles go-zero, kafka-go and OpenTelemetry: over a minute on 2 cores.
+BUILD_TIMEOUT = 600.0
+# How long the Go program may run; the subprocess gets a little more, so that the
+# program's own timeout, which says how far it got, is what normally fires.
+GO_TIMEOUT = 90.0
+
+
+@pytest.fixture(scope="session")
+def goqueue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Go program of ``goqueue/``, built once per session with the committed go.sum."""
+    go = shutil.which("go")
+    if go is None:
+        message = "go is not installed (https://go.dev/dl/; the interop tests build go-queue)"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    binary = tmp_path_factory.mktemp("goqueue") / "goqueue"
+    # -mod=readonly: go.mod and go.sum are used as committed, never rewritten;
+    # -buildvcs=false: no git calls (the module sits inside this repository);
+    # GOWORK=off: a go.work file further up must not pull the module into a workspace.
+    command = [go, "build", "-mod=readonly", "-buildvcs=false", "-o", str(binary), "."]
+    try:
+        built = subprocess.run(
+            command,
+            cwd=GO_MODULE,
+            env={**os.environ, "GOWORK": "off"},
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"go build of {GO_MODULE} took more than {BUILD_TIMEOUT:.0f}s")
+    if built.returncode != 0:
+        pytest.fail(f"go build of {GO_MODULE} failed:\n{built.stderr}")
+    return binary
+
+
+@pytest.fixture
+def go_topic(brokers: list[str], new_topic: Callable[[int], str]) -> Callable[[int], str]:
+    """Like ``new_topic``, for go-queue's Pusher: returns once every partition takes writes.
+
+    ``create_topic`` returns once the metadata lists the partitions, but Kafka's
+    leader may still be loading them for a few hundred milliseconds and refuse
+    writes with NOT_LEADER_OR_FOLLOWER. librdkafka retries those. go-queue's
+    kafka.Writer writes with acks=0 (RequireNone), so Kafka drops the batch and
+    closes the connection, and the Go side never learns: the messages are lost.
+    """
+
+    def make(partitions: int) -> str:
+        topic = new_topic(partitions)
+        wait_until_writable(brokers, topic)
+        return topic
+
+    return make
+
+
+def wait_until_writable(brokers: list[str], topic: str, timeout: float = 30.0) -> None:
+    """Wait until the leader of every partition of ``topic`` answers for it (ListOffsets)."""
+    consumer = Consumer({"bootstrap.servers": ",".join(brokers), "group.id": "interop-probe"})
+    try:
+        pending = set(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+
+        def all_answer() -> bool:
+            for partition in sorted(pending):
+                try:
+                    consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+                except KafkaException:  # NOT_LEADER_OR_FOLLOWER while the leader loads it
+                    continue
+                pending.discard(partition)
+            return not pending
+
+        assert eventually(all_answer, timeout), f"{topic}: partitions {sorted(pending)} not ready"
+    finally:
+        consumer.close()
+
+
+def run_go(binary: Path, *args: str) -> list[dict[str, Any]]:
+    """Run the Go program to the end and return its JSON lines; fail on a non-zero exit."""
+    command = [str(binary), *args, "-timeout", f"{GO_TIMEOUT:.0f}s"]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=GO_TIMEOUT + 30, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(command)} hung (killed after {exc.timeout:.0f}s)")
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr}")
+    try:
+        return [json.loads(line) for line in done.stdout.splitlines()]
+    except json.JSONDecodeError:
+        pytest.fail(f"{' '.join(command)} printed more than JSON lines:\n{done.stdout}")
+
+
+def traceparent(trace_id: str, span_id: str) -> str:
+    """A W3C ``traceparent`` header value for a sampled span."""
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def go_push(
+    binary: Path, brokers: list[str], topic: str, count: int, *flags: str
+) -> list[KafkaMessage]:
+    """Push ``count`` messages with go-queue's Pusher; return the records on ``topic``."""
+    lines = run_go(binary, "push", "-brokers", ",".join(brokers), "-topic", topic, *flags)
+    assert lines == [{"pushed": count}]
+    records = read_topic(brokers, topic, count)
+    # go-queue writes with acks=0: what Kafka refused is gone, and Go never knew.
+    assert len(records) == count, f"go-queue pushed {count}; {topic} holds {len(records)}"
+    return records
+
+
+def partition_of_each_key(records: list[KafkaMessage]) -> dict[str, int]:
+    """The partition each key's record was found on."""
+    found: dict[str, int] = {}
+    for record in records:
+        key, partition = record.key(), record.partition()
+        assert key is not None, f"a record without a key on partition {partition}"
+        assert partition is not None
+        found[key.decode()] = partition
+    return found
+
+
+class MessageRecorder:
+    """A Queue handler taking whole Messages, which a test can wait for."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.seen: list[Message] = []
+
+    def __call__(self, message: Message) -> None:
+        with self._changed:
+            self.seen.append(message)
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.seen) >= count, timeout)
+
+
+@pytest.mark.kafka_only
+def test_kafka_go_hash_and_zeroqueue_hash_put_every_key_on_the_same_partition(
+    broker_kind: str,
+    goqueue: Path,
+    brokers: list[str],
+    new_topic: Callable[[int], str],
+    go_topic: Callable[[int], str],
+) -> None:
+    # given two topics of 7 partitions and 1,000 keys
+    go_pushed, python_pushed = go_topic(7), new_topic(7)
+    keys = [f"key-{i}" for i in range(1_000)]
+    # when go-queue's Pusher with kafka-go's Hash balancer pushes each key once to one
+    go_records = go_push(goqueue, brokers, go_pushed, 1_000, "-keys", "1000")
+    # and zeroqueue's Pusher with its default balancer pushes the same keys to the other
+    with Pusher(brokers, python_pushed) as pusher:
+        for key in keys:
+            pusher.push_with_key(key, f"{key}#0")
+    # then every key sits on the same partition in both topics
+    go_partition = partition_of_each_key(go_records)
+    python_partition = partition_of_each_key(read_topic(brokers, python_pushed, 1_000))
+    assert sorted(go_partition) == sorted(keys)
+    assert sorted(python_partition) == sorted(keys)
+    disagree = {
+        k: (go_partition[k], python_partition[k])
+        for k in keys
+        if go_partition[k] != python_partition[k]
+    }
+    assert not disagree, f"(go, python) partitions differ for {len(disagree)} keys: {disagree}"
+    # and the keys cover every partition, so a balancer that ignored the key would show
+    assert set(go_partition.values()) == set(range(7))
+
+
+@pytest.mark.kafka_only
+def test_messages_go_queue_pushed_reach_a_zeroqueue_queue_in_key_order_with_their_trace(
+    broker_kind: str,
+    goqueue: Path,
+    brokers: list[str],
+    go_topic: Callable[[int], str],
+    group: str,
+) -> None:
+    # given go-queue's Pusher (Hash balancer) pushing 50 keys x 20 sequence numbers,
+    # from a context that carries a remote span
+    topic = go_topic(7)
+    parent = traceparent(secrets.token_hex(16), secrets.token_hex(8))
+    go_push(goqueue, brokers, topic, 1_000, "-keys", "50", "-per-key", "20", "-traceparent", parent)
+    # when a zeroqueue Queue consumes the topic with a handler taking whole Messages
+    recorder = MessageRecorder()
+    conf = KqConf(Brokers=brokers, Group=group, Topic=topic, Offset="first")
+    with Queue(conf, recorder, **fast_queue_options()).running():
+        assert recorder.wait_for(1_000), f"handled {len(recorder.seen)} of 1,000"
+    # then all 1,000 arrived, each key's in the order go-queue pushed them
+    assert len(recorder.seen) == 1_000
+    by_key: defaultdict[str, list[str]] = defaultdict(list)
+    for message in recorder.seen:
+        by_key[message.key_str].append(message.value_str)
+    assert by_key == {f"key-{i}": [f"key-{i}#{seq}" for seq in range(20)] for i in range(50)}
+    # and each carries the traceparent go-queue injected: the caller's trace and span
+    headers = {message.header("traceparent") for message in recorder.seen}
+    assert headers == {parent.encode()}
+
+
+@pytest.mark.kafka_only
+def test_messages_zeroqueue_pushed_reach_a_go_queue_queue_with_their_trace(
+    broker_kind: str,
+    goqueue: Path,
+    brokers: list[str],
+    new_topic: Callable[[int], str],
+    group: str,
+) -> None:
+    # given 300 keyed messages pushed by zeroqueue, each with a traceparent header of
+    # one trace and a span of its own
+    topic = new_topic(4)
+    trace_id = secrets.token_hex(16)
+    sent: dict[str, tuple[str, str]] = {}  # value -> (key, span id)
+    with Pusher(brokers, topic) as pusher:
+        for i in range(300):
+            key, value, span_id = f"key-{i % 30}", f"value-{i}-é", f"{i + 1:016x}"
+            pusher.push_with_key(
+                key, value, headers=[("traceparent", traceparent(trace_id, span_id))]
+            )
+            sent[value] = (key, span_id)
+    # when go-queue's own kq queue consumes them (Offset first, 8 consumers, 8 processors)
+    lines = run_go(
+        goqueue,
+        "consume",
+        "-brokers",
+        ",".join(brokers),
+        "-topic",
+        topic,
+        "-group",
+        group,
+        "-count",
+        "300",
+    )
+    # then every message arrived once, key and value intact
+    assert sorted(line["value"] for line in lines) == sorted(sent)
+    assert all(line["key"] == sent[line["value"]][0] for line in lines)
+    # and go-queue's extraction put each message's own span context into the handler's ctx
+    assert {line["trace_id"] for line in lines} == {trace_id}
+    assert all(line["span_id"] == sent[line["value"]][1] for line in lines)
