@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 
 from zeroqueue import Queue
-from zeroqueue.embedded import EmbeddedBroker
+from zeroqueue.embedded import BrokerProcess, EmbeddedBroker, KafkaBroker
 
 __all__ = [
     "MAX_WAIT",
@@ -87,14 +87,15 @@ def keys(count: int, prefix: str = "user") -> list[str]:
 
 
 @contextlib.contextmanager
-def broker() -> Iterator[str]:
-    """Start an embedded broker; yield its bootstrap address."""
+def broker(kind: str = "tansu") -> Iterator[str]:
+    """Start the embedded broker (``tansu``) or Apache Kafka (``kafka``); yield its address."""
     logging.getLogger("zeroqueue").setLevel(logging.WARNING)
     started = time.perf_counter()
-    with EmbeddedBroker() as embedded:
+    process: BrokerProcess = EmbeddedBroker() if kind == "tansu" else KafkaBroker()
+    with process:
         took = time.perf_counter() - started
-        log(f"embedded broker on {embedded.bootstrap_servers} (started in {took:.1f}s)")
-        yield embedded.bootstrap_servers
+        log(f"{process.kind} on {process.bootstrap_servers} (started in {took:.1f}s)")
+        yield process.bootstrap_servers
 
 
 def fill_topic(
@@ -248,4 +249,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "--rounds", type=int, default=3, help="rounds per variant; the median is reported"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument(
+        "--broker",
+        choices=("tansu", "kafka"),
+        default="tansu",
+        help="the embedded Tansu broker (default) or Apache Kafka (needs Java 17)",
+    )
     return parser

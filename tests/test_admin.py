@@ -1,12 +1,14 @@
-"""zeroqueue.admin against the embedded broker."""
+"""zeroqueue.admin against the broker under test (and the secured Kafka for logins)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.kafka_helpers import unique_name
-from zeroqueue import BrokerUnavailableError, ZeroQueueError, admin
+from tests.kafka_helpers import SecureKafka, unique_name
+from zeroqueue import AuthenticationError, BrokerUnavailableError, ZeroQueueError, admin
 from zeroqueue._process import free_port
 
 
@@ -46,3 +48,25 @@ def test_delete_topic_removes_it(brokers: list[str], request: pytest.FixtureRequ
     with pytest.raises(ZeroQueueError, match="does not exist"):
         admin.committed_offsets(brokers, "any", topic)
     admin.delete_topic(brokers, topic)  # a topic that does not exist is no error
+
+
+@pytest.mark.kafka_only
+def test_wait_for_metadata_logs_in_and_gives_up_at_once_when_the_login_is_refused(
+    broker_kind: str, secure_kafka: SecureKafka
+) -> None:
+    broker, password = secure_kafka.broker, secure_kafka.users["bob"]
+    listener = [broker.listener("SASL_PLAINTEXT")]
+    # the right password: the cluster answers
+    right = broker.client_config("SASL_PLAINTEXT", username="bob", password=password)
+    admin.wait_for_metadata(listener, timeout=10, kafka_config=right)
+    # a wrong one: refused at the broker's first answer, not after the 10 s timeout
+    wrong = broker.client_config("SASL_PLAINTEXT", username="bob", password="bob-Wr0ng-1d2c")
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError) as caught:
+        admin.wait_for_metadata(listener, timeout=10, kafka_config=wrong)
+    assert time.monotonic() - started < 2
+    assert "the broker refused the SASL login of user 'bob' with mechanism SCRAM-SHA-512" in str(
+        caught.value
+    )
+    assert "retrying within 10s would not fix" in str(caught.value)
+    assert "bob-Wr0ng-1d2c" not in str(caught.value)

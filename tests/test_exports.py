@@ -36,6 +36,28 @@ def test_readme_tour_lists_every_export() -> None:
     assert documented | tree == exported
 
 
+def _tree(text: str) -> dict[str, str]:
+    """Each error of an exception tree drawn with box characters, and its parent."""
+    parents: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    for match in re.finditer(r"^([│├└─ ]*)(\w+Error)\b", text, flags=re.MULTILINE):
+        depth, name = len(match.group(1)), match.group(2)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        if stack:
+            parents[name] = stack[-1][1]
+        stack.append((depth, name))
+    return parents
+
+
+def test_the_error_trees_of_readme_and_errors_py_draw_the_class_hierarchy() -> None:
+    for where, text in (("README", _section("Errors")), ("errors.py", errors.__doc__ or "")):
+        parents = _tree(text)
+        assert set(parents) | {"ZeroQueueError"} == set(errors.__all__), where
+        for name, parent in parents.items():
+            assert getattr(errors, parent) in getattr(errors, name).__bases__, (where, name)
+
+
 def test_every_public_name_has_a_docstring() -> None:
     for name in zeroqueue.__all__:
         obj = getattr(zeroqueue, name)

@@ -1,6 +1,7 @@
 """zeroqueue: go-zero's go-queue for Python services on Kafka."""
 
 from zeroqueue.errors import (
+    AuthenticationError,
     BrokerUnavailableError,
     ConfigError,
     ConsumeError,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncPusher",
+    "AuthenticationError",
     "BrokerUnavailableError",
     "ConfigError",
     "ConsumeError",

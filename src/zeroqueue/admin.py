@@ -15,8 +15,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not
 )
 from confluent_kafka.cimpl import NewTopic
 
-from zeroqueue._kafka.settings import ClientErrors, client_settings
-from zeroqueue.errors import BrokerUnavailableError, ZeroQueueError
+from zeroqueue._kafka.settings import ClientErrors, Refusal, client_settings, refusal_words
+from zeroqueue.errors import AuthenticationError, BrokerUnavailableError, ZeroQueueError
 
 __all__ = [
     "committed_offsets",
@@ -27,16 +27,15 @@ __all__ = [
     "wait_for_metadata",
 ]
 
+# How long wait_for_metadata waits for an answer before it looks at what librdkafka
+# reported meanwhile (confluent-kafka serves error_cb only in poll(), not while a
+# metadata request waits): a refused login is found within about this much of
+# the broker's refusal.
+_METADATA_SLICE = 0.2
 
-def _admin(
-    brokers: Sequence[str],
-    kafka_config: Mapping[str, Any] | None,
-    errors: ClientErrors | None = None,
-) -> AdminClient:
-    settings = client_settings(brokers, overrides=kafka_config)
-    if errors is not None:
-        settings["error_cb"] = errors.record
-    return AdminClient(settings)
+
+def _admin(brokers: Sequence[str], kafka_config: Mapping[str, Any] | None) -> AdminClient:
+    return AdminClient(client_settings(brokers, overrides=kafka_config))
 
 
 def wait_for_metadata(
@@ -47,20 +46,58 @@ def wait_for_metadata(
 ) -> None:
     """Return once a broker of ``brokers`` answers a metadata request.
 
+    Connection trouble is retried until ``timeout``; a refusal is not, since no
+    retry can fix it: as soon as librdkafka reports that the broker refused the
+    SASL login or the TLS handshake failed (about half a second after the first
+    connection against Apache Kafka, which delays refusals), this raises.
+
     Raises:
+        AuthenticationError: the cluster refused the SASL credentials, or its
+            certificate did not verify (or the TLS handshake failed otherwise).
         BrokerUnavailableError: no broker answered within ``timeout`` seconds.
 
     """
     errors = ClientErrors()
-    client = _admin(brokers, kafka_config, errors)
-    try:
-        client.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        client.poll(0)  # serve the error_cb calls that say why (TLS, SASL, refused, ...)
-        raise BrokerUnavailableError(
-            f"no broker of Brokers={list(brokers)} answered a metadata request "
-            f"within {timeout}s: {exc.args[0].str() if exc.args else exc}{errors.hint()}"
-        ) from exc
+    settings = client_settings(brokers, overrides=kafka_config) | {"error_cb": errors.record}
+    client = AdminClient(settings)
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        slice_end = min(time.monotonic() + _METADATA_SLICE, deadline)
+        try:
+            client.list_topics(timeout=max(slice_end - time.monotonic(), 0.001))
+            return
+        except KafkaException as exc:
+            failure = exc
+        # Serve the error_cb calls that say why (TLS, SASL, refused, ...), waiting
+        # out the slice if the request failed early so the loop does not spin.
+        client.poll(max(slice_end - time.monotonic(), 0.0))
+        if errors.refused is not None and errors.refusal is not None:
+            what, fix = refusal_words(errors.refusal)
+            raise AuthenticationError(
+                f"no broker of Brokers={list(brokers)} answered a metadata request: "
+                f"{_refused(errors.refusal, what, settings)}, which retrying within {timeout}s "
+                f"would not fix, so this gave up after {time.monotonic() - started:.1f}s: "
+                f"{errors.refused.str()}; {fix}"
+            ) from failure
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailableError(
+                f"no broker of Brokers={list(brokers)} answered a metadata request "
+                f"within {timeout}s: {failure.args[0].str() if failure.args else failure}"
+                f"{errors.hint()}"
+            ) from failure
+
+
+def _refused(refusal: Refusal, what: str, settings: Mapping[str, Any]) -> str:
+    """``what`` was refused, naming the SASL user and mechanism (never the password)."""
+    if refusal != "sasl":
+        return what
+    user, mechanism = settings.get("sasl.username"), settings.get("sasl.mechanism")
+    return (
+        what
+        + (f" of user {user!r}" if user else "")
+        + (f" with mechanism {mechanism}" if mechanism else "")
+    )
 
 
 def create_topic(

@@ -8,6 +8,7 @@ chained as ``__cause__``::
     ZeroQueueError
     ├── ConfigError                 a setting is invalid (also a ValueError)
     ├── BrokerUnavailableError      no broker of Brokers answered in time
+    │   └── AuthenticationError     the cluster refused the SASL login or the TLS handshake
     ├── EmbeddedBrokerError         the embedded Tansu broker cannot start or run
     ├── PushError                   a message was not (or may not have been) delivered
     │   ├── PusherClosedError       push after close()
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "AuthenticationError",
     "BrokerUnavailableError",
     "ConfigError",
     "ConsumeError",
@@ -53,6 +55,18 @@ class ConfigError(ZeroQueueError, ValueError):
 
 class BrokerUnavailableError(ZeroQueueError):
     """No broker in ``Brokers`` answered within the allotted time."""
+
+
+class AuthenticationError(BrokerUnavailableError):
+    """The cluster answered but refused this client: retrying will not help.
+
+    The broker refused the SASL login (Username/Password, SaslMechanism), or
+    the TLS handshake failed (the broker's certificate did not verify against
+    CaFile). Raised as soon as librdkafka reports it, instead of after the
+    whole connect timeout. It is a :class:`BrokerUnavailableError`, so code
+    that catches that still catches it; catch this one first to tell a
+    configuration to fix from a cluster that is down.
+    """
 
 
 class EmbeddedBrokerError(ZeroQueueError):
@@ -88,13 +102,19 @@ class DeliveryError(PushError):
     """Kafka did not acknowledge one or more messages.
 
     ``count`` is how many messages failed; ``reasons`` maps each distinct
-    failure reason to how many messages failed for it.
+    failure reason to how many messages failed for it; ``in_flight`` how many
+    others were still unacknowledged when ``flush(timeout)`` ran out of time.
     """
 
-    def __init__(self, message: str, *, count: int, reasons: Mapping[str, int]) -> None:
+    def __init__(
+        self, message: str, *, count: int, reasons: Mapping[str, int], in_flight: int = 0
+    ) -> None:
         super().__init__(message)
         self.count = count
         self.reasons = dict(reasons)
+        #: Messages still unacknowledged when a flush(timeout) gave up (not failures:
+        #: a later flush raises them if they fail).
+        self.in_flight = in_flight
 
 
 class ConsumeError(ZeroQueueError):

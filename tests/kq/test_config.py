@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from zeroqueue import ConfigError, KqConf
 
@@ -47,10 +49,13 @@ KqConsumerConf:
 """
 
 
-def test_defaults_are_go_queues() -> None:
+def test_defaults_are_go_queues_but_min_bytes() -> None:
     conf = KqConf(Brokers=["127.0.0.1:9092"], Group="g", Topic="t")
     assert (conf.offset, conf.conns, conf.consumers, conf.processors) == ("last", 1, 8, 8)
-    assert (conf.min_bytes, conf.max_bytes) == (10240, 10485760)
+    # go-queue's 10240 holds a quiet topic's messages up to max_wait: see README
+    assert (conf.min_bytes, conf.max_bytes) == (1, 10485760)
+    # a file that sets it keeps its value
+    assert KqConf(Brokers=["b:1"], Group="g", Topic="t", MinBytes=10240).min_bytes == 10240
     assert (conf.username, conf.password, conf.ca_file) == ("", "", "")
     assert conf.force_commit is True
     assert conf.commit_in_order is False
@@ -155,3 +160,75 @@ def test_sasl_and_tls_settings() -> None:
         "sasl.username": "u",
         "sasl.password": "p",
     }
+
+
+PASSWORD = "hunter2-Secr3t-0b7e"
+SASL = {"Brokers": ["a:1"], "Group": "g", "Topic": "t", "Username": "alice"}
+
+
+def test_repr_and_str_leave_the_password_out() -> None:
+    conf = KqConf(**SASL, Password=PASSWORD)
+    for text in (repr(conf), str(conf), repr(conf.security())):
+        assert PASSWORD not in text
+        assert "username='alice'" in text
+    # the attribute itself is unchanged
+    assert conf.password == PASSWORD
+    assert conf.security().librdkafka()["sasl.password"] == PASSWORD
+
+
+def _texts(error: BaseException) -> list[str]:
+    """Everything an error shows: str, repr, and its whole cause and context chain."""
+    texts = ["".join(traceback.format_exception(error))]
+    seen: BaseException | None = error
+    while seen is not None:
+        texts += [str(seen), repr(seen)]
+        seen = seen.__cause__ or seen.__context__
+    return texts
+
+
+@pytest.mark.parametrize(
+    ("password", "secret", "kind"),
+    [(918273645, "918273645", "int"), ([PASSWORD], PASSWORD, "list")],
+)
+def test_a_password_of_the_wrong_type_is_named_by_its_type_only(
+    password: object, secret: str, kind: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        KqConf(**SASL, Password=password)
+    assert str(caught.value) == (
+        f"KqConf.Password: got a value of type {kind}; expected a valid string"
+    )
+    # and no chained error quotes it either (pydantic's ValidationError would)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert not [text for text in _texts(caught.value) if secret in text]
+
+
+def test_a_validation_error_that_skips_our_init_quotes_no_input() -> None:
+    # model_validate does not go through KqConf.__init__, so pydantic's own error escapes
+    with pytest.raises(ValidationError) as caught:
+        KqConf.model_validate({**SASL, "Password": PASSWORD, "Conns": "two"})
+    assert not [text for text in _texts(caught.value) if PASSWORD in text]
+
+
+def test_a_mapping_with_a_bad_key_is_refused_without_echoing_its_values() -> None:
+    with pytest.raises(ConfigError) as caught:
+        KqConf.from_mapping({**SASL, "Password": PASSWORD, 1: "x"})  # type: ignore[dict-item]
+    assert str(caught.value) == "KqConf: got keys 1; expected string keys"
+    with pytest.raises(ConfigError, match="KqConf: got a list; expected a mapping"):
+        KqConf.from_mapping([("Password", PASSWORD)])  # type: ignore[arg-type]
+
+
+def test_invalid_yaml_is_located_without_quoting_the_line(tmp_path: Path) -> None:
+    # given a file whose broken line holds the password
+    path = tmp_path / "config.yaml"
+    path.write_text(f"Brokers: [a:1]\nGroup: g\nTopic: t\nUsername: alice\nPassword: [{PASSWORD}\n")
+    # when it is loaded
+    with pytest.raises(ConfigError) as caught:
+        KqConf.load(path)
+    # then the error names the file, what is wrong and where, and not the password
+    assert str(caught.value) == (
+        f"{path}: not valid YAML: while parsing a flow sequence (line 5, column 11): "
+        "expected ',' or ']', but got '<stream end>' (line 6, column 1)"
+    )
+    assert not [text for text in _texts(caught.value) if PASSWORD in text]

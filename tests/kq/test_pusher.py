@@ -6,13 +6,14 @@ import asyncio
 import gc
 import inspect
 import threading
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Producer
 from confluent_kafka import Message as KafkaMessage
 
 from tests.kafka_helpers import eventually, read_topic, unique_name
@@ -30,6 +31,7 @@ from zeroqueue import (
     admin,
 )
 from zeroqueue._process import free_port
+from zeroqueue.kq import _producer as producer_module
 from zeroqueue.kq import pusher as pusher_module
 from zeroqueue.kq._producer import HeadersArg
 
@@ -322,9 +324,9 @@ def test_a_held_push_is_refused_during_the_final_flush_of_close(
     pusher = Pusher(brokers, topic)
     push, push_with_key = pusher.push, pusher.push_with_key
     outcomes: list[BaseException | None] = []
-    final_flush = pusher._core.flush
+    final_flush = pusher._core._wait_for_acks
 
-    def push_during_the_final_flush(timeout: float | None = None) -> None:
+    def push_during_the_final_flush(timeout: float | None = None) -> int:
         late_pushes: tuple[Callable[[], None], ...] = (
             lambda: push("late"),
             lambda: push_with_key("k", "late"),
@@ -335,9 +337,9 @@ def test_a_held_push_is_refused_during_the_final_flush_of_close(
                 outcomes.append(None)
             except PusherClosedError as exc:
                 outcomes.append(exc)
-        final_flush(timeout)
+        return final_flush(timeout)
 
-    monkeypatch.setattr(pusher._core, "flush", push_during_the_final_flush)
+    monkeypatch.setattr(pusher._core, "_wait_for_acks", push_during_the_final_flush)
     pusher.push("kept")
     # when the pusher closes
     pusher.close()
@@ -391,10 +393,29 @@ def test_flush_timeout_names_what_is_still_in_flight() -> None:
     pusher.push("stuck")
     with pytest.raises(PushTimeoutError, match=r"1 message\(s\) .* still in flight after 0.3s"):
         pusher.flush(timeout=0.3)
-    # close() does not wait the 30 s delivery timeout: it drops them and says so
-    with pytest.raises(PushTimeoutError, match="close\\(\\) dropped them"):
+    # close() does not wait the 30 s delivery timeout: it drops them and raises them
+    with pytest.raises(DeliveryError, match=r"close\(\) gave up after 0.3s and dropped") as info:
         pusher.close(timeout=0.3)
+    assert info.value.count == 1
     assert [m.value for m in dropped] == [b"stuck"]
+
+
+def test_a_flush_that_times_out_still_raises_what_failed_and_counts_the_rest() -> None:
+    # given a message that failed (1 s delivery timeout, nobody listening)
+    pusher = Pusher(UNREACHABLE, "t", delivery_timeout=1)
+    pusher.push("failed")
+    assert eventually(lambda: pusher._core._failed == 1, timeout=10)
+    # and one still in flight
+    pusher.push("in flight")
+    # when a flush runs out of time
+    with pytest.raises(DeliveryError, match=r"1 message\(s\) .*still in flight after 0.2s") as info:
+        pusher.flush(timeout=0.2)
+    # then the failure is raised, and the error says how many were still in flight
+    assert (info.value.count, info.value.in_flight) == (1, 1)
+    # and the one in flight is raised later, once it fails: nothing is only logged
+    with pytest.raises(DeliveryError, match=r"1 message\(s\)") as later:
+        pusher.close()
+    assert later.value.count == 1
 
 
 def test_client_events_are_not_taken_for_messages_in_flight() -> None:
@@ -417,6 +438,7 @@ def test_a_message_above_the_limit_names_size_and_limit(brokers: list[str]) -> N
             pusher.push("x" * 2000)
 
 
+@pytest.mark.builds_records
 def test_a_message_the_broker_rejects_as_too_large_names_the_topics_limit(
     brokers: list[str], request: pytest.FixtureRequest
 ) -> None:
@@ -467,6 +489,7 @@ def test_the_broker_enforces_its_size_limit_and_the_error_names_it(
     assert [r.value() for r in read_topic(brokers, topic, 2, timeout=10)] == [b"fits", b"small"]
 
 
+@pytest.mark.builds_records
 @pytest.mark.kafka_only
 def test_a_batch_holding_a_too_large_message_fails_whole_naming_chunk_size(
     brokers: list[str], request: pytest.FixtureRequest
@@ -525,7 +548,7 @@ def test_a_buffer_that_stays_full_times_out() -> None:
     pusher.push("b")
     with pytest.raises(PushTimeoutError, match=r"stayed full for buffer_full_timeout=0\.2s"):
         pusher.push("c")
-    with pytest.raises(PushTimeoutError, match="dropped"):
+    with pytest.raises(DeliveryError, match="dropped"):
         pusher.close(timeout=0.1)
 
 
@@ -558,7 +581,7 @@ def test_a_push_waiting_for_room_when_close_begins_is_refused(
     thread.start()
     assert waiting.wait(10)
     # when the pusher is closed (dropping what it could not deliver)
-    with pytest.raises(PushTimeoutError, match="dropped"):
+    with pytest.raises(DeliveryError, match="dropped"):
         pusher.close(timeout=0.1)
     # then the waiting push is refused as pushed to a closed pusher, not queued
     thread.join(10)
@@ -754,6 +777,81 @@ def test_a_closed_pusher_is_freed() -> None:
     assert gone() is None
 
 
+def test_an_async_pusher_reads_metadata_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a Python balancer, whose first push reads the topic's partition count, and a
+    # cluster that does not answer (the read gives up after 1 s)
+    monkeypatch.setattr(producer_module, "_METADATA_TIMEOUT", 1.0)
+
+    async def main() -> float:
+        gaps: list[float] = []
+        running = True
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while running:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        pusher = AsyncPusher(UNREACHABLE, "t", balancer="round_robin", delivery_timeout=1)
+        # when it pushes: the read fails, and says so
+        with pytest.raises(PushError, match="cannot read the partitions of topic 't'"):
+            await pusher.push("v")
+        running = False
+        await ticker
+        await pusher.close()
+        return max(gaps)
+
+    # then the event loop kept running meanwhile
+    assert asyncio.run(main()) < 0.5
+
+
+def test_an_async_sync_push_without_a_report_raises_push_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a synchronous push whose report would come after the pusher stops waiting
+    monkeypatch.setattr(pusher_module, "_REPORT_GRACE", -0.9)
+
+    async def main() -> None:
+        async with AsyncPusher(UNREACHABLE, "t", sync_push=True, delivery_timeout=1) as pusher:
+            # then the wait ends in zeroqueue's error, not asyncio's
+            with pytest.raises(PushTimeoutError, match="no delivery report for a message"):
+                await pusher.push("v")
+
+    asyncio.run(main())
+
+
+class _ProducerWithoutClose:
+    """confluent-kafka before 2.13: a Producer without close()."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._producer = Producer(settings)
+        self.produce = self._producer.produce
+        self.poll = self._producer.poll
+        self.flush = self._producer.flush
+        self.purge = self._producer.purge
+        self.list_topics = self._producer.list_topics
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+def test_a_pusher_closes_on_a_client_without_close(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
+    # given a pusher on a client as confluent-kafka 2.12 makes it (no Producer.close)
+    topic = new_topic(1)
+    pusher = Pusher(brokers, topic, producer_factory=_ProducerWithoutClose)
+    pusher.push_with_key("k", "v")
+    # then it flushes and closes without an AttributeError
+    pusher.close()
+    assert [m.value() for m in read_topic(brokers, topic, 1)] == [b"v"]
+
+
 def test_a_refused_push_asks_the_balancer_twice_on_either_path() -> None:
     # given a Python balancer, which runs on every attempt to produce
     asked: list[bytes | None] = []
@@ -763,7 +861,7 @@ def test_a_refused_push_asks_the_balancer_twice_on_either_path() -> None:
         return 0
 
     with Pusher(UNREACHABLE, "t", balancer=first_partition) as pusher:
-        pusher._core._partition_count, pusher._core._partition_count_at = 1, float("inf")
+        pusher._core._partition_counts["t"] = (1, float("inf"))
         # when librdkafka refuses the value, then the full method names the error
         with pytest.raises(InvalidMessageError):
             pusher.push_with_key("k", 42)  # type: ignore[arg-type]

@@ -99,9 +99,11 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
     # over (once a probe on a worker measured the handler quick) while the retry still
     # waits out its backoff
     monkeypatch.setattr(conn, "Governor", functools.partial(Governor, run_seconds=0.5))
-    # and probes that decide on 10 ms of handling, well within the first messages
+    # and probes that decide on 10 ms of handling in one step, well within the first
+    # messages (a second step would need messages that arrive only after it)
     monkeypatch.setattr(governor_module, "PROBE_SECONDS", 0.01)
     monkeypatch.setattr(governor_module, "PROBE_MIN_WALL", 0.005)
+    monkeypatch.setattr(governor_module, "PAIR_MIN_SECONDS_PER_MESSAGE", 1.0)
     # and keyed messages, with a quick handler that fails the first try of message 7
     topic = new_topic(4)
     pusher = Pusher(brokers, topic)
@@ -130,30 +132,26 @@ def test_key_order_holds_when_retries_move_work_between_fetch_thread_and_workers
         conf(brokers, topic, group, Processors=8, ForceCommit=False),
         handle,
         error_handler=lambda message, error: None,
-        retry_backoff=1.0,
+        retry_backoff=2.0,
         **fast_queue_options(),
     )
     with running(queue):
-        # when more messages of the same keys arrive while message 7 waits for its retry,
-        # and the fetch thread runs the handler
+        # when more messages of the same keys keep arriving while message 7 waits for its
+        # retry (a burst every 20 ms: probes need messages to measure, and the fetch
+        # thread takes over between them)
         assert failed.wait(30)
-        governor = queue.engines[0].governor
-        assert governor is not None
-        assert eventually(lambda: governor.inline, timeout=0.9), (
-            governor.phase,
-            governor.limit,
-            governor._fast,
-            governor._share,
-        )
         with pusher:
-            for i in range(1_000, 2_000):
-                pusher.push_with_key(f"user-{i % 40}", f"{i}")
+            for burst in range(1_000, 2_000, 20):
+                for i in range(burst, burst + 20):
+                    pusher.push_with_key(f"user-{i % 40}", f"{i}")
+                pusher.flush()
+                time.sleep(0.02)  # pacing the pushes: nothing to wait for
         assert recorder.wait_for(2_000)
     # then every message was handled once, message 7 before the later ones of its key,
     # its retry after the full backoff
     assert sorted(int(v) for _, v in recorder.seen) == list(range(2_000))
     assert len(tried_at) == 2
-    assert tried_at[1] - tried_at[0] >= 1.0
+    assert tried_at[1] - tried_at[0] >= 2.0
     assert_key_order(recorder.by_key())
     assert sum(committed_offsets(brokers, group, topic).values()) == 2_000
     # and the later messages were handled by a worker (behind the retry) and by the

@@ -10,14 +10,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.engine.fake_source import FakeSource
 from tests.kafka_helpers import Recorder, eventually, fast_queue_options, running
 from zeroqueue import ConfigError, ConsumeError, KqConf, Message, Pusher, Queue
+from zeroqueue.engine.source import RebalanceListener
 
 
 def conf(brokers: list[str], topic: str, group: str, **extra: Any) -> KqConf:
@@ -313,3 +315,35 @@ def test_with_handle_signals_off_the_application_keeps_its_signals(
     assert "received SIGTERM" not in out
     assert "stopped 1" in out
     assert process.returncode == 0
+
+
+@pytest.mark.builds_records
+def test_a_queue_runs_on_a_source_it_is_given() -> None:
+    # given a source of the test's own (no broker at all), holding three messages
+    sources: list[FakeSource] = []
+
+    def make_source(
+        settings: dict[str, Any],
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        missing_topic_timeout: float,
+    ) -> FakeSource:
+        assert settings["group.id"] == "g"
+        assert list(topics) == ["t"]
+        source = FakeSource(listener, [("t", 0)])
+        source.add(["a", "b", "c"])
+        sources.append(source)
+        return source
+
+    recorder = Recorder()
+    queue = Queue(
+        KqConf(Brokers=["memory:0"], Group="g", Topic="t"), recorder, source_factory=make_source
+    )
+    # when the queue runs
+    with queue.running():
+        assert recorder.wait_for(3, timeout=10)
+    # then it handled them and committed through that source
+    assert [value for _, value in recorder.seen] == ["a", "b", "c"]
+    [source] = sources
+    assert source.committed() == 3

@@ -6,14 +6,24 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError
 
 from zeroqueue.errors import ConfigError
 
-__all__ = ["SASL_MECHANISMS", "ClientErrors", "SaslMechanism", "Security", "client_settings"]
+__all__ = [
+    "SASL_MECHANISMS",
+    "ClientErrors",
+    "Refusal",
+    "SaslMechanism",
+    "Security",
+    "client_settings",
+    "refusal_advice",
+    "refusal_of",
+    "refusal_words",
+]
 
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SASL_MECHANISMS: tuple[SaslMechanism, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -27,15 +37,28 @@ class Security:
     """How a client authenticates and encrypts: SASL user/password and a TLS CA file.
 
     ``username`` turns SASL on (``sasl_mechanism`` PLAIN by default); ``ca_file``
-    turns TLS on with certificate and host name verification.
+    turns TLS on with certificate and host name verification. The password is
+    left out of ``repr()``, and no error message quotes it.
     """
 
     username: str = ""
-    password: str = ""
+    # Out of repr(): a Security (or a Pusher's options) printed in a log or a
+    # traceback must not carry the password with it.
+    password: str = field(default="", repr=False)
     sasl_mechanism: SaslMechanism = "PLAIN"
     ca_file: str = ""
 
     def __post_init__(self) -> None:
+        for name, value in (
+            ("Username", self.username),
+            ("Password", self.password),
+            ("CaFile", self.ca_file),
+        ):
+            if not isinstance(value, str):
+                # The type only: the value may be a password.
+                raise ConfigError(
+                    f"{name}: got a value of type {type(value).__name__}; expected a str"
+                )
         if self.username and not self.password:
             raise ConfigError(
                 f"Password: got an empty password for Username={self.username!r}; "
@@ -105,11 +128,66 @@ def client_settings(
     return settings
 
 
+#: What the cluster refused: the SASL login, the broker's certificate, or the TLS
+#: handshake for another reason.
+Refusal = Literal["sasl", "certificate", "tls"]
+
 _UNVERIFIED_CERTIFICATE = "certificate verify failed"
-_UNVERIFIED_CERTIFICATE_ADVICE = (
-    "; the broker's certificate did not verify against CaFile/ca_file (ssl.ca.location):"
-    " it must be signed by a CA in that file and name the host in Brokers"
-)
+_TLS_HANDSHAKE_FAILED = "SSL handshake failed"
+# What was refused, and what to fix, in zeroqueue's setting names.
+_REFUSALS: dict[Refusal, tuple[str, str]] = {
+    "sasl": (
+        "the broker refused the SASL login",
+        "check Username/Password (username/password) and that SaslMechanism/sasl_mechanism"
+        " (sasl.mechanism) is enabled for that user on the listener Brokers names",
+    ),
+    "certificate": (
+        "the broker's certificate did not verify against CaFile/ca_file (ssl.ca.location)",
+        "it must be signed by a CA in that file and name the host in Brokers",
+    ),
+    "tls": (
+        "the TLS handshake failed",
+        "check that Brokers names the broker's TLS listener (SSL or SASL_SSL) and that"
+        " CaFile/ca_file (ssl.ca.location) holds the CA that signed its certificate",
+    ),
+}
+
+
+def refusal_of(error: KafkaError) -> Refusal | None:
+    """What the cluster refused, when ``error`` says it refused this client; else None.
+
+    These failures repeat on every retry, so a client may give up at the first
+    one. What librdkafka 2.16 reports against Apache Kafka 4: a wrong password
+    or user is ``_AUTHENTICATION`` ("SASL authentication error: Authentication
+    failed ..."), as is SASL to a listener without it; a CA that did not sign the
+    broker's certificate, or a host name it does not name, is ``_SSL`` "SSL
+    handshake failed: ...certificate verify failed...". Some builds word that
+    without "SSL handshake failed", so the words count whatever the code. TLS to
+    a plaintext listener is only ``_TRANSPORT`` "Disconnected" (with "connecting
+    to a PLAINTEXT broker listener?"), which a broker closing connections while
+    it restarts may cause too, so that is left to the caller's timeout.
+    """
+    text = error.str()
+    if error.code() == KafkaError._AUTHENTICATION:
+        return "sasl"
+    if _UNVERIFIED_CERTIFICATE in text:
+        return "certificate"
+    if error.code() == KafkaError._SSL and _TLS_HANDSHAKE_FAILED in text:
+        return "tls"
+    return None
+
+
+def refusal_words(refusal: Refusal) -> tuple[str, str]:
+    """What was refused and what to fix, naming zeroqueue's settings."""
+    return _REFUSALS[refusal]
+
+
+def refusal_advice(refusal: Refusal | None) -> str:
+    """``; <what was refused>: <what to fix>``, or '' for no refusal."""
+    if refusal is None:
+        return ""
+    what, fix = _REFUSALS[refusal]
+    return f"; {what}: {fix}"
 
 
 class ClientErrors:
@@ -124,19 +202,29 @@ class ClientErrors:
 
     def __init__(self) -> None:
         self.last = ""
+        self._last_refusal: Refusal | None = None
         self._at = 0.0
+        #: The latest error that says the cluster refused this client (see
+        #: :func:`refusal_of`), and what it refused; kept whatever comes after.
+        self.refused: KafkaError | None = None
+        self.refusal: Refusal | None = None
 
     def record(self, error: KafkaError) -> None:
         """The ``error_cb`` to give librdkafka."""
+        refusal = refusal_of(error)
+        if refusal is not None:
+            self.refused, self.refusal = error, refusal
         if error.code() != KafkaError._ALL_BROKERS_DOWN or not self.last:
             self.last = error.str()
+            self._last_refusal = refusal
             self._at = time.monotonic()
 
     def hint(self) -> str:
         """`` (last client error, 3s ago: ...)`` or ''."""
         if not self.last:
             return ""
-        # librdkafka words this failure two ways and only one of them points at
-        # the CA setting, so we name ours whichever one came last.
-        advice = _UNVERIFIED_CERTIFICATE_ADVICE if _UNVERIFIED_CERTIFICATE in self.last else ""
+        # librdkafka's own advice, where it gives any, names its properties: we
+        # name ours (librdkafka words a certificate failure two ways, and only one
+        # of them points at the CA setting).
+        advice = refusal_advice(self._last_refusal)
         return f" (last client error, {time.monotonic() - self._at:.0f}s ago: {self.last}{advice})"

@@ -20,7 +20,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.executors import Executor, make_executor
 from zeroqueue.engine.governor import Governor
-from zeroqueue.engine.handlers import FailurePolicy, HandlerSpec, MetricsHook
+from zeroqueue.engine.handlers import FailurePolicyLike, HandlerSpec, MetricsHook
 from zeroqueue.engine.lanes import Lane, Ordering, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
@@ -79,7 +79,7 @@ class ConnEngine(RebalanceListener):
         self,
         source_factory: Callable[[RebalanceListener], Source],
         handler: HandlerSpec,
-        policy: FailurePolicy,
+        policy: FailurePolicyLike,
         options: EngineOptions,
         *,
         name: str,

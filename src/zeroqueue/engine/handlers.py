@@ -27,6 +27,7 @@ __all__ = [
     "ConsumeErrorHandler",
     "ConsumeHandler",
     "FailurePolicy",
+    "FailurePolicyLike",
     "Handler",
     "HandlerSpec",
     "MetricsHook",
@@ -182,6 +183,16 @@ def _annotated_message(parameter: inspect.Parameter) -> bool:
     annotation = parameter.annotation
     # A string under `from __future__ import annotations`.
     return annotation is Message or annotation in ("Message", "zeroqueue.Message")
+
+
+class FailurePolicyLike(Protocol):
+    """What decides a failed message's fate: :class:`FailurePolicy`, or a face's own."""
+
+    def failed(self, record: KafkaMessage, error: BaseException, attempt: int) -> float | None:
+        """Report attempt number ``attempt``; return the pause before a retry, or None.
+
+        None counts the message as handled (its offset may be committed).
+        """
 
 
 #: 2.0 ** 1000 is still a finite float, and a pause doubled that often is past

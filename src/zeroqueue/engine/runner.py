@@ -19,7 +19,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import (
-    FailurePolicy,
+    FailurePolicyLike,
     HandlerSpec,
     MetricsHook,
     as_consume_error,
@@ -92,7 +92,7 @@ class LaneRunner:
         self,
         board: WorkBoard,
         handler: HandlerSpec,
-        policy: FailurePolicy,
+        policy: FailurePolicyLike,
         *,
         metrics: MetricsHook | None = None,
         governor: Governor | None = None,

@@ -18,7 +18,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.errors import ConfigError, ConsumeError
 
-__all__ = ["KafkaSource", "RebalanceListener", "Source", "TopicPartitionKey"]
+__all__ = ["KafkaSource", "RebalanceListener", "Source", "SourceFactory", "TopicPartitionKey"]
 
 _log = logging.getLogger("zeroqueue.engine")
 
@@ -72,6 +72,25 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Leave the group and release the client."""
+
+
+class SourceFactory(Protocol):
+    """Builds a consumer face's Source: :class:`KafkaSource`, or a stand-in for tests.
+
+    It gets the librdkafka settings the face built (``group.id``,
+    ``auto.offset.reset``, ...), the subscription (topic names and ``^regex``
+    patterns) and the engine to tell about rebalances.
+    """
+
+    def __call__(
+        self,
+        settings: dict[str, Any],
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        missing_topic_timeout: float,
+    ) -> Source:
+        """A group member subscribed to ``topics``."""
 
 
 _error_of = KafkaMessage.error

@@ -15,8 +15,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeAlias
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as KafkaMessage
@@ -48,7 +48,14 @@ from zeroqueue.kq.balancer import (
 )
 from zeroqueue.message import Message
 
-__all__ = ["ErrorHandler", "HeadersArg", "ProducerCore", "PushOptions"]
+__all__ = [
+    "ErrorHandler",
+    "HeadersArg",
+    "KafkaProducer",
+    "ProducerCore",
+    "ProducerFactory",
+    "PushOptions",
+]
 
 _log = logging.getLogger("zeroqueue.kq.pusher")
 
@@ -65,6 +72,33 @@ HeadersArg: TypeAlias = (
 )
 #: ``error_handler(message, error)`` for deliveries that failed in the background.
 ErrorHandler: TypeAlias = Callable[[Message, PushError], object]
+
+
+class KafkaProducer(Protocol):
+    """The part of ``confluent_kafka.Producer`` a ProducerCore uses (``close`` optional)."""
+
+    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        """Queue one message (confluent-kafka's signature)."""
+
+    def poll(self, timeout: float = ...) -> int:
+        """Serve delivery reports and client events."""
+
+    def flush(self, timeout: float = ...) -> int:
+        """Wait for deliveries; return how many are still pending."""
+
+    def purge(self, *args: Any, **kwargs: Any) -> None:
+        """Drop queued and in-flight messages."""
+
+    def list_topics(self, topic: str | None = None, timeout: float = ...) -> Any:
+        """Cluster metadata."""
+
+    def __len__(self) -> int:
+        """Messages and events not yet served."""
+
+
+#: Builds the Kafka client from its librdkafka settings: ``confluent_kafka.Producer``,
+#: or a stand-in with the same methods (an in-memory broker's, for tests).
+ProducerFactory: TypeAlias = Callable[[dict[str, Any]], KafkaProducer]
 Acks: TypeAlias = Literal["all", 0, 1, -1]
 Compression: TypeAlias = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -81,6 +115,8 @@ _ROOM_POLL = 0.005
 _REPORT_INTERVAL = 0.1
 # How often the partition count behind a Python balancer is refreshed.
 _METADATA_MAX_AGE = 30.0
+# How long reading a topic's partition count may take.
+_METADATA_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +135,8 @@ class PushOptions:
     delivery_timeout: float = 120.0
     buffer_full_timeout: float = 30.0
     username: str = ""
-    password: str = ""
+    # Out of repr(), so a Pusher's options printed in a log do not carry the password.
+    password: str = field(default="", repr=False)
     sasl_mechanism: SaslMechanism = "PLAIN"
     ca_file: str = ""
     client_id: str = ""
@@ -185,19 +222,29 @@ def _size(key: str | bytes | None, value: str | bytes | None) -> int:
 
 
 class ProducerCore:
-    """One librdkafka producer for one topic, plus delivery bookkeeping."""
+    """One librdkafka producer for any number of topics, plus delivery bookkeeping.
 
-    def __init__(self, brokers: Sequence[str] | str, topic: str, options: PushOptions) -> None:
-        if not isinstance(topic, str) or not topic:
-            raise ConfigError(f"topic: got {topic!r}; expected a non-empty topic name")
-        self.topic = topic
+    The topic is given with every message, so one core serves a Pusher's topic,
+    or the retry and dead-letter topics of a consumer, alike.
+    """
+
+    def __init__(
+        self,
+        brokers: Sequence[str] | str,
+        options: PushOptions,
+        *,
+        name: str = "zeroqueue-pusher",
+        producer_factory: ProducerFactory | None = None,
+    ) -> None:
         self.options = options
         self._balancer: BalancerFunc | None = python_balancer(options.balancer)
-        self._partition_count = 0
-        self._partition_count_at = 0.0
+        # Per topic: partition count and when it was read (Python balancers only).
+        self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
         self._failed = 0
         self._reasons: Counter[str] = Counter()
+        self._failed_topics: Counter[str] = Counter()
         self._client_errors = ClientErrors()
         self._closed = False
         security = Security(
@@ -215,8 +262,8 @@ class ProducerCore:
         if options.client_id:
             self._admin_config["client.id"] = options.client_id
         self._limit_lock = threading.Lock()
-        self._limit_lookup: threading.Thread | None = None
-        self._topic_limit: int | None = None
+        self._limit_lookups: dict[str, threading.Thread] = {}
+        self._topic_limits: dict[str, int | None] = {}
         settings = client_settings(
             brokers, security, client_id=options.client_id, overrides=None
         ) | {
@@ -239,13 +286,11 @@ class ProducerCore:
         if options.kafka_config:
             settings |= dict(options.kafka_config)
         try:
-            self.producer = Producer(settings)
+            self.producer: KafkaProducer = (producer_factory or Producer)(settings)
         except KafkaException as exc:
             raise ConfigError(f"kafka_config: {exc.args[0].str()}") from exc
         self._stop_polling = threading.Event()
-        self._poller = threading.Thread(
-            target=self._serve_delivery_reports, name=f"zeroqueue-pusher[{topic}]", daemon=True
-        )
+        self._poller = threading.Thread(target=self._serve_delivery_reports, name=name, daemon=True)
         self._poller.start()
         _open_cores.add(self)
 
@@ -281,7 +326,7 @@ class ProducerCore:
             self.producer.produce(topic, value, key, **kwargs)
             return
         raw_key = _encode(key)
-        partition = self._choose_partition(raw_key)
+        partition = self._choose_partition(topic, raw_key)
         self.producer.produce(topic, value, key, partition=partition, **kwargs)
         if isinstance(self._balancer, LeastBytesBalancer):
             # Counted once it is queued: a push retried on a full buffer counts once.
@@ -289,6 +334,7 @@ class ProducerCore:
 
     def try_produce(
         self,
+        topic: str,
         key: str | bytes | None,
         value: str | bytes | None,
         headers: HeadersArg,
@@ -300,31 +346,35 @@ class ProducerCore:
         room gives up instead of queueing behind the final flush.
         """
         if self._closed:
-            raise self.closed_error()
+            raise self.closed_error(topic)
         try:
-            self.produce(self.topic, value, key, headers=headers, on_delivery=on_delivery)
+            self.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
         except BufferError:
             return False
         except (KafkaException, TypeError) as exc:
-            raise self.push_error(exc, key, value) from exc
+            raise self.push_error(exc, topic, key, value) from exc
         except RuntimeError as exc:
             if not self._closed:
                 raise
             # confluent-kafka's "Producer has been closed": close() won the race.
-            raise self.closed_error() from exc
+            raise self.closed_error(topic) from exc
         return True
 
-    def closed_error(self) -> PusherClosedError:
+    def closed_error(self, topic: str) -> PusherClosedError:
         """The error for a push to a closed pusher."""
-        return PusherClosedError(f"the pusher for topic {self.topic!r} is closed")
+        return PusherClosedError(f"the pusher for topic {topic!r} is closed")
 
     def push_error(
-        self, exc: KafkaException | TypeError, key: str | bytes | None, value: str | bytes | None
+        self,
+        exc: KafkaException | TypeError,
+        topic: str,
+        key: str | bytes | None,
+        value: str | bytes | None,
     ) -> PushError:
         """Translate a confluent-kafka produce() error into zeroqueue's tree."""
         if isinstance(exc, TypeError):
             return InvalidMessageError(
-                f"cannot push to topic {self.topic!r}: {exc}; key and value must be str, "
+                f"cannot push to topic {topic!r}: {exc}; key and value must be str, "
                 f"bytes or None (got key {type(key).__name__}, value {type(value).__name__}), "
                 "headers a mapping or a list of (str, str | bytes | None) pairs"
             )
@@ -332,7 +382,7 @@ class ProducerCore:
         if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
             size = _size(key, value)
             return MessageTooLargeError(
-                f"message of {size} bytes (key + value) to topic {self.topic!r} is larger than "
+                f"message of {size} bytes (key + value) to topic {topic!r} is larger than "
                 f"max_message_bytes={self.options.max_message_bytes}; raise max_message_bytes "
                 "(and the broker's message.max.bytes) or send smaller messages",
                 size=size,
@@ -340,19 +390,19 @@ class ProducerCore:
             )
         if error.code() == KafkaError._UNKNOWN_TOPIC:
             return PushError(
-                f"topic {self.topic!r} does not exist and allow_auto_topic_creation is "
+                f"topic {topic!r} does not exist and allow_auto_topic_creation is "
                 f"{self.options.allow_auto_topic_creation}: create it first"
             )
-        return PushError(f"cannot push to topic {self.topic!r}: {error.str()}")
+        return PushError(f"cannot push to topic {topic!r}: {error.str()}")
 
     def room_deadline(self) -> float:
         """When a push that found the buffer full gives up."""
         return time.monotonic() + self.options.buffer_full_timeout
 
-    def buffer_full_error(self) -> PushTimeoutError:
+    def buffer_full_error(self, topic: str) -> PushTimeoutError:
         """The error for a push that waited ``buffer_full_timeout`` in vain."""
         return PushTimeoutError(
-            f"the local buffer of the pusher for topic {self.topic!r} stayed full for "
+            f"the local buffer of the pusher for topic {topic!r} stayed full for "
             f"buffer_full_timeout={self.options.buffer_full_timeout}s "
             f"({len(self.producer)} messages waiting){self._client_error_hint()}"
         )
@@ -375,12 +425,13 @@ class ProducerCore:
         mean asking the cluster: ``wait_for_limit=False`` (delivery callbacks)
         does not wait for the answer.
         """
-        key = message.key()
+        topic, key = message.topic() or "", message.key()
         # Key and value, as the local max_message_bytes check counts (len() is the value's).
         size = len(key or b"") + len(message.value() or b"")
-        where = f"to topic {self.topic!r}" + (f" with key {key!r}" if key is not None else "")
+        where = f"to topic {topic!r}" + (f" with key {key!r}" if key is not None else "")
         if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-            return self._too_large(size, where, self.topic_size_limit(wait=wait_for_limit))
+            limit = self.topic_size_limit(topic, wait=wait_for_limit)
+            return self._too_large(size, where, limit)
         reason = error.str()
         return DeliveryError(
             f"message {where} was not delivered: {reason}{self._client_error_hint()}",
@@ -405,44 +456,61 @@ class ProducerCore:
             limit=limit,
         )
 
-    def topic_size_limit(self, *, wait: bool = True) -> int | None:
-        """The topic's ``max.message.bytes``, asked of the cluster once (None if unknown).
+    def topic_size_limit(self, topic: str, *, wait: bool = True) -> int | None:
+        """``topic``'s ``max.message.bytes``, asked of the cluster once (None if unknown).
 
         The question runs on its own thread; ``wait=False`` returns at once, with
         None until the answer is in.
         """
         with self._limit_lock:
-            if self._limit_lookup is None:
-                self._limit_lookup = threading.Thread(
+            lookup = self._limit_lookups.get(topic)
+            if lookup is None:
+                lookup = self._limit_lookups[topic] = threading.Thread(
                     target=self._read_topic_limit,
-                    name=f"zeroqueue-pusher-limit[{self.topic}]",
+                    args=(topic,),
+                    name=f"zeroqueue-pusher-limit[{topic}]",
                     daemon=True,
                 )
-                self._limit_lookup.start()
-            lookup = self._limit_lookup
+                lookup.start()
         if wait:
             lookup.join()
-        return self._topic_limit
+        return self._topic_limits.get(topic)
 
-    def _read_topic_limit(self) -> None:
+    def _read_topic_limit(self, topic: str) -> None:
         try:
-            self._topic_limit = max_message_bytes(
+            self._topic_limits[topic] = max_message_bytes(
                 self._brokers,
-                self.topic,
+                topic,
                 timeout=_LIMIT_LOOKUP_TIMEOUT,
                 kafka_config=self._admin_config,
             )
         except Exception as exc:  # only a hint for an error message: never fatal
-            _log.warning("could not read the size limit of topic %r: %s", self.topic, exc)
+            _log.warning("could not read the size limit of topic %r: %s", topic, exc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every pushed message to be acknowledged, then raise what failed.
 
         Raises:
-            DeliveryError: messages failed since the last flush (how many and why).
-            PushTimeoutError: messages were still in flight after ``timeout`` seconds.
+            DeliveryError: messages failed since the last flush (how many and why);
+                with ``in_flight`` set when others were still in flight after
+                ``timeout`` (they are raised by a later flush if they fail).
+            PushTimeoutError: messages were still in flight after ``timeout``
+                seconds, and none failed.
 
         """
+        remaining = self._wait_for_acks(timeout)
+        still = ""
+        if remaining:
+            still = f"; {remaining} message(s) were still in flight after {timeout}s"
+        self.raise_failures(in_flight=remaining, note=still)
+        if remaining:
+            raise PushTimeoutError(
+                f"{remaining} message(s) were still in flight after {timeout}s"
+                f"{self._client_error_hint()}"
+            )
+
+    def _wait_for_acks(self, timeout: float | None) -> int:
+        """Serve delivery reports until none is pending or ``timeout``; return how many are."""
         deadline = None if timeout is None else time.monotonic() + timeout
         remaining = len(self.producer)
         while remaining:
@@ -452,60 +520,73 @@ class ProducerCore:
             remaining = self.producer.flush(max(step, 0.0))
             if step <= 0:
                 break
-        self.raise_failures()
-        if remaining:
-            raise PushTimeoutError(
-                f"{remaining} message(s) to topic {self.topic!r} were still in flight after "
-                f"{timeout}s{self._client_error_hint()}"
-            )
+        return remaining
 
-    def raise_failures(self) -> None:
+    def raise_failures(self, *, in_flight: int = 0, note: str = "") -> None:
         """Raise (and forget) the delivery failures recorded since the last call."""
         with self._lock:
-            failed, reasons = self._failed, self._reasons
-            self._failed, self._reasons = 0, Counter()
-        if failed:
-            summary = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common())
-            raise DeliveryError(
-                f"{failed} message(s) to topic {self.topic!r} were not delivered: "
-                f"{summary}{self._client_error_hint()}",
-                count=failed,
-                reasons=reasons,
-            )
+            failed, reasons, topics = self._failed, self._reasons, self._failed_topics
+            self._failed, self._reasons, self._failed_topics = 0, Counter(), Counter()
+        if not failed:
+            return
+        summary = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common())
+        if len(topics) == 1:
+            where = f"topic {next(iter(topics))!r}"
+        else:
+            where = "topics " + ", ".join(f"{t!r} ({n})" for t, n in topics.most_common())
+        raise DeliveryError(
+            f"{failed} message(s) to {where} were not delivered: "
+            f"{summary}{note}{self._client_error_hint()}",
+            count=failed,
+            reasons=reasons,
+            in_flight=in_flight,
+        )
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then stop the delivery-report thread and release the client.
 
-        Messages still in flight after ``timeout`` are dropped (each reaches
-        ``error_handler``) and reported by a PushTimeoutError.
+        Messages still in flight after ``timeout`` are dropped: each reaches
+        ``error_handler``, and the DeliveryError raised counts them with every
+        other failure. Nothing that failed is left unraised.
         """
         if self._closed:
             return
         self._closed = True
+        note = ""
         try:
-            self.flush(timeout)
-        except PushTimeoutError as exc:
-            # librdkafka's close() would wait for them; drop them and say so instead.
-            self.producer.purge()
-            self.producer.poll(0)
-            raise PushTimeoutError(f"{exc}; close() dropped them") from None
+            remaining = self._wait_for_acks(timeout)
+            if remaining:
+                # librdkafka's close() would wait for them; drop them and say so instead.
+                note = (
+                    f"; close() gave up after {timeout}s and dropped the {remaining} message(s)"
+                    " still in flight (some may have reached the broker)"
+                )
+                self._purge()
         finally:
             self._stop_polling.set()
             if self._poller is not threading.current_thread():
                 self._poller.join()
             if len(self.producer):
                 # A push that raced close() got in after the final flush: drop it rather
-                # than let librdkafka's close() wait out delivery_timeout for it. Each
-                # one reaches error_handler.
+                # than let librdkafka's close() wait out delivery_timeout for it. It
+                # counts among the failures raised below and reaches error_handler.
                 _log.warning(
-                    "close() dropped %d message(s) to topic %r pushed while it was closing",
+                    "close() dropped %d message(s) pushed while it was closing",
                     len(self.producer),
-                    self.topic,
                 )
-                self.producer.purge()
-                self.producer.poll(0)
-            self.producer.close()
+                self._purge()
+            # confluent-kafka before 2.13 has no close(): the client is released when
+            # it is collected.
+            release = getattr(self.producer, "close", None)
+            if callable(release):
+                release()
             _open_cores.discard(self)
+        self.raise_failures(note=note)
+
+    def _purge(self) -> None:
+        """Drop queued and in-flight messages; their failures are served at once."""
+        self.producer.purge()
+        self.producer.poll(0)
 
     # -- background -----------------------------------------------------------------
 
@@ -519,10 +600,9 @@ class ProducerCore:
         # (confluent-kafka drops the successes itself, for delivery.report.only.error),
         # so while pushes flow a thread parked in poll() returns hundreds of times a
         # second, each return takes the GIL from the pushing thread, and on a loaded
-        # machine that thread then waits to be scheduled again. Measured here, it
-        # slowed a push loop by about 20%. Served in bulk every 0.1 s instead, the
-        # reports hold their buffer space that much longer, and failures are heard
-        # of that much later.
+        # machine that thread then waits to be scheduled again (see bench/README.md).
+        # Served in bulk every _REPORT_INTERVAL instead, the reports hold their buffer
+        # space that much longer, and failures are heard of that much later.
         while not self._stop_polling.wait(_REPORT_INTERVAL):
             self.producer.poll(0)
 
@@ -531,32 +611,34 @@ class ProducerCore:
         # its own callback and this one is never reached.
         if error is None:
             return
+        topic = message.topic() or ""
         with self._lock:
             self._failed += 1
             self._reasons[error.str()] += 1
+            self._failed_topics[topic] += 1
         handler = self.options.error_handler
         if handler is None:
-            _log.debug("delivery to %r failed: %s", self.topic, error.str())
+            _log.debug("delivery to %r failed: %s", topic, error.str())
             return
         try:
             error_now = self.delivery_error(error, message, wait_for_limit=False)
             handler(Message.from_kafka(message), error_now)
         except Exception:
-            _log.exception("error_handler of the pusher for topic %r raised", self.topic)
+            _log.exception("error_handler of the pusher raised (topic %r)", topic)
 
     def _on_client_error(self, error: KafkaError) -> None:
         self._client_errors.record(error)
         if error.fatal():
-            KAFKA_LOGGER.critical("fatal producer error on topic %r: %s", self.topic, error.str())
+            KAFKA_LOGGER.critical("fatal producer error: %s", error.str())
 
     def _client_error_hint(self) -> str:
         return self._client_errors.hint()
 
     # -- Python balancers -----------------------------------------------------------
 
-    def _choose_partition(self, raw_key: bytes | None) -> int:
+    def _choose_partition(self, topic: str, raw_key: bytes | None) -> int:
         assert self._balancer is not None
-        count = self._partitions()
+        count = self.partition_count(topic)
         partition = self._balancer(raw_key, count)
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise PushError(
@@ -565,30 +647,71 @@ class ProducerCore:
         if not 0 <= partition < count:
             raise PushError(
                 f"balancer {self._balancer!r} returned partition {partition}; topic "
-                f"{self.topic!r} has partitions 0..{count - 1}"
+                f"{topic!r} has partitions 0..{count - 1}"
             )
         return partition
 
-    def _partitions(self) -> int:
-        now = time.monotonic()
-        if self._partition_count and now - self._partition_count_at < _METADATA_MAX_AGE:
-            return self._partition_count
+    def needs_partition_count(self, topic: str) -> bool:
+        """Whether a push to ``topic`` would first wait for the cluster's metadata.
+
+        An asyncio face reads it on a worker thread first (:meth:`partition_count`),
+        so the event loop never waits on the network.
+        """
+        return self._balancer is not None and topic not in self._partition_counts
+
+    def partition_count(self, topic: str) -> int:
+        """``topic``'s partition count, for a Python balancer.
+
+        Read from the cluster the first time (blocking); later reads are served
+        from memory, refreshed on a background thread every _METADATA_MAX_AGE.
+        """
+        known = self._partition_counts.get(topic)
+        if known is None:
+            return self._read_partition_count(topic)
+        count, read_at = known
+        if time.monotonic() - read_at >= _METADATA_MAX_AGE:
+            with self._lock:
+                start = topic not in self._refreshing
+                self._refreshing.add(topic)
+            if start:
+                threading.Thread(
+                    target=self._refresh_partition_count,
+                    args=(topic,),
+                    name=f"zeroqueue-pusher-metadata[{topic}]",
+                    daemon=True,
+                ).start()
+        return count
+
+    def _refresh_partition_count(self, topic: str) -> None:
         try:
-            metadata = self.producer.list_topics(self.topic, timeout=10.0)
+            self._read_partition_count(topic)
+        except PushError as exc:
+            # The count read earlier still serves; the next refresh tries again.
+            _log.warning("could not refresh the partitions of topic %r: %s", topic, exc)
+            known = self._partition_counts.get(topic)
+            if known is not None:
+                self._partition_counts[topic] = (known[0], time.monotonic())
+        finally:
+            with self._lock:
+                self._refreshing.discard(topic)
+
+    def _read_partition_count(self, topic: str) -> int:
+        try:
+            metadata = self.producer.list_topics(topic, timeout=_METADATA_TIMEOUT)
         except KafkaException as exc:
             raise PushError(
-                f"cannot read the partitions of topic {self.topic!r}: {exc.args[0].str()}"
+                f"cannot read the partitions of topic {topic!r}: {exc.args[0].str()}"
             ) from exc
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            reason = topic.error.str() if topic is not None and topic.error else "no partitions"
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            reason = found.error.str() if found is not None and found.error else "no partitions"
             raise PushError(
-                f"topic {self.topic!r} is not available ({reason}); allow_auto_topic_creation "
+                f"topic {topic!r} is not available ({reason}); allow_auto_topic_creation "
                 f"is {self.options.allow_auto_topic_creation}"
             )
-        self._partition_count = len(topic.partitions)
-        self._partition_count_at = now
-        return self._partition_count
+        count = len(found.partitions)
+        self._partition_counts[topic] = (count, time.monotonic())
+        return count
 
 
 # Pushers still open at interpreter exit are flushed, so a script that forgets
@@ -602,4 +725,4 @@ def _close_open_cores() -> None:
         try:
             core.close(timeout=core.options.delivery_timeout)
         except Exception:
-            _log.exception("pusher for topic %r failed to flush at exit", core.topic)
+            _log.exception("a pusher failed to flush at exit")

@@ -56,6 +56,9 @@ class KqConf(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        # A ValidationError that escapes __init__ (model_validate skips it) quotes no
+        # input, so no Password; _describe still reads the inputs to name the others.
+        hide_input_in_errors=True,
     )
 
     name: str = Field("", description="the service name; also the Kafka client.id")
@@ -73,10 +76,15 @@ class KqConf(BaseModel):
         8, ge=1, description="go-queue fetch goroutines; librdkafka fetches on its own threads"
     )
     processors: int = Field(8, ge=1, description="concurrent handlers per conn")
-    min_bytes: int = Field(10240, ge=1, le=100_000_000, description="fetch.min.bytes")
+    # go-queue's default is 10240 (kafka-go's reader): a topic carrying less than that
+    # per max_wait then waits max_wait on every fetch. 1 byte gives librdkafka's
+    # latency at no cost in throughput (a busy topic fills a fetch anyway); a file
+    # that sets MinBytes keeps its value.
+    min_bytes: int = Field(1, ge=1, le=100_000_000, description="fetch.min.bytes")
     max_bytes: int = Field(10485760, ge=1024, le=2_147_483_135, description="fetch.max.bytes")
     username: str = Field("", description="SASL user name")
-    password: str = Field("", description="SASL password")
+    # Out of repr() and str(): a KqConf printed in a log must not carry the password.
+    password: str = Field("", repr=False, description="SASL password")
     sasl_mechanism: SaslMechanism = Field("PLAIN", description="PLAIN, SCRAM-SHA-256/512")
     force_commit: bool = Field(
         True, description="commit past a message whose handler failed (after error_handler)"
@@ -92,16 +100,26 @@ class KqConf(BaseModel):
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
+            return
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, _source.get())) from None
+            message = _describe(exc, _source.get())
+        # Raised out here, not in the except block, so that the ValidationError is not
+        # kept as __context__ either: it quotes every input, a Password too.
+        raise ConfigError(message)
 
     # -- loading --------------------------------------------------------------------
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "KqConf") -> KqConf:
         """Build a KqConf from a mapping with go-zero or snake_case keys."""
-        if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
-            raise ConfigError(f"{source}: got {data!r}; expected a mapping with string keys")
+        # Neither names the values: they may hold a Password.
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: got a {type(data).__name__}; expected a mapping")
+        others = [key for key in data if not isinstance(key, str)]
+        if others:
+            raise ConfigError(
+                f"{source}: got keys {', '.join(map(repr, others))}; expected string keys"
+            )
         token = _source.set(source)
         try:
             return cls(**data)
@@ -119,12 +137,19 @@ class KqConf(BaseModel):
 
         """
         file = Path(path)
+        problem = None
         try:
             document = yaml.safe_load(file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from exc
+        except yaml.MarkedYAMLError as exc:
+            problem = _yaml_problem(exc)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+        if problem is not None:
+            # Raised out of the except block, so without the YAML error as cause or
+            # context: PyYAML's message quotes the offending line, a Password too.
+            raise ConfigError(f"{file}: not valid YAML: {problem}")
         source = str(file)
         if key is not None:
             if not isinstance(document, Mapping):
@@ -152,6 +177,14 @@ class KqConf(BaseModel):
             if raw_key == "service":
                 continue
             canonical = _canonical(str(raw_key))
+            if canonical == "service":
+                # Only the Python attribute takes a mapping; a config file's "Service"
+                # section is not go-zero's: ServiceConf is embedded, its keys top level.
+                raise ValueError(
+                    f"unknown key {raw_key!r}: go-zero embeds ServiceConf, so its keys ("
+                    + ", ".join(_SERVICE_CONF_KEYS)
+                    + ") go at the top level of KqConf"
+                )
             if canonical in service_keys:
                 service[service_keys[canonical]] = value
             elif canonical in fields:
@@ -230,8 +263,21 @@ class KqConf(BaseModel):
         )
 
 
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """What PyYAML found wrong and where, without the lines it would quote."""
+    parts = []
+    for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if text:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            parts.append(f"{text}{where}")
+    return ": ".join(parts) or "a syntax error"
+
+
 def _describe(exc: ValidationError, source: str) -> str:
-    """One line per problem: ``source.Field: got <value>; expected <what>``."""
+    """One line per problem: ``source.Field: got <value>; expected <what>``.
+
+    A Password's value is never shown, only its type.
+    """
     lines = []
     for error in exc.errors(include_url=False):
         location = ".".join(
@@ -253,5 +299,7 @@ def _describe(exc: ValidationError, source: str) -> str:
             continue
         if error["type"] == "literal_error" and "sasl" in location.lower():
             message = " or ".join(repr(m) for m in SASL_MECHANISMS)
-        lines.append(f"{where}: got {error['input']!r}; expected {message}")
+        got = error["input"]
+        shown = f"a value of type {type(got).__name__}" if location == "Password" else repr(got)
+        lines.append(f"{where}: got {shown}; expected {message}")
     return "\n".join(lines) if len(lines) > 1 else lines[0]

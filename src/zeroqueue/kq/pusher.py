@@ -14,13 +14,14 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue._kafka.settings import SaslMechanism
-from zeroqueue.errors import PusherClosedError, PushTimeoutError
+from zeroqueue.errors import ConfigError, PusherClosedError, PushTimeoutError
 from zeroqueue.kq._producer import (
     Acks,
     Compression,
     ErrorHandler,
     HeadersArg,
     ProducerCore,
+    ProducerFactory,
     PushOptions,
 )
 from zeroqueue.kq.balancer import Balancer
@@ -70,6 +71,7 @@ class _PusherBase:
         client_id: str = "",
         error_handler: ErrorHandler | None = None,
         kafka_config: Mapping[str, Any] | None = None,
+        producer_factory: ProducerFactory | None = None,
     ) -> None:
         options = PushOptions(
             chunk_size=chunk_size,
@@ -91,7 +93,11 @@ class _PusherBase:
             error_handler=error_handler,
             kafka_config=kafka_config,
         )
-        self._core = ProducerCore(brokers, topic, options)
+        if not isinstance(topic, str) or not topic:
+            raise ConfigError(f"topic: got {topic!r}; expected a non-empty topic name")
+        self._core = ProducerCore(
+            brokers, options, name=f"zeroqueue-pusher[{topic}]", producer_factory=producer_factory
+        )
         self._topic = topic
         self._sync = options.sync_push
         self._closed = False
@@ -136,7 +142,7 @@ class _PusherBase:
         return True
 
     def _closed_error(self) -> PusherClosedError:
-        return self._core.closed_error()
+        return self._core.closed_error(self._topic)
 
     def _refuse_push(self, *args: object, **kwargs: object) -> None:
         # Stands in for produce() once closing began, for pushes that raced the flag.
@@ -200,6 +206,9 @@ class Pusher(_PusherBase):
         error_handler: ``(message, error)``, called on a background thread for each
             delivery that failed without ``sync_push``.
         kafka_config: Extra librdkafka settings, applied last.
+        producer_factory: Builds the Kafka client from its librdkafka settings
+            (``confluent_kafka.Producer`` by default); a seam for an in-memory
+            stand-in in tests.
 
     """
 
@@ -300,7 +309,7 @@ class Pusher(_PusherBase):
         except BufferError:
             self._push_when_room(key, value, headers)
         except (KafkaException, TypeError) as exc:
-            raise self._core.push_error(exc, key, value) from exc
+            raise self._core.push_error(exc, self._topic, key, value) from exc
         except RuntimeError as exc:
             if not self._closed:
                 raise
@@ -316,9 +325,9 @@ class Pusher(_PusherBase):
     ) -> None:
         core = self._core
         deadline = core.room_deadline()
-        while not core.try_produce(key, value, headers, on_delivery):
+        while not core.try_produce(self._topic, key, value, headers, on_delivery):
             if time.monotonic() >= deadline:
-                raise core.buffer_full_error()
+                raise core.buffer_full_error(self._topic)
             core.wait_for_room()
 
     def _push_and_wait(
@@ -392,6 +401,9 @@ class AsyncPusher(_PusherBase):
         """Push ``value`` under ``key``; raises like :meth:`Pusher.push`."""
         if self._closed:
             raise self._closed_error()
+        if self._core.needs_partition_count(self._topic):
+            # A Python balancer's first push reads the topic's metadata: not on the loop.
+            await asyncio.to_thread(self._core.partition_count, self._topic)
         if self._sync:
             await self._push_and_wait(key, value, headers)
             return
@@ -403,7 +415,7 @@ class AsyncPusher(_PusherBase):
         except BufferError:
             await self._push_when_room(key, value, headers)
         except (KafkaException, TypeError) as exc:
-            raise self._core.push_error(exc, key, value) from exc
+            raise self._core.push_error(exc, self._topic, key, value) from exc
         except RuntimeError as exc:
             if not self._closed:
                 raise
@@ -419,9 +431,9 @@ class AsyncPusher(_PusherBase):
     ) -> None:
         core = self._core
         deadline = core.room_deadline()
-        while not core.try_produce(key, value, headers, on_delivery):
+        while not core.try_produce(self._topic, key, value, headers, on_delivery):
             if time.monotonic() >= deadline:
-                raise core.buffer_full_error()
+                raise core.buffer_full_error(self._topic)
             await asyncio.sleep(0.005)
 
     async def _push_and_wait(
@@ -435,9 +447,13 @@ class AsyncPusher(_PusherBase):
             loop.call_soon_threadsafe(_resolve, report, error, message)
 
         await self._push_when_room(key, value, headers, on_delivery)
-        error, message = await asyncio.wait_for(
-            report, self._core.options.delivery_timeout + _REPORT_GRACE
-        )
+        wait = self._core.options.delivery_timeout + _REPORT_GRACE
+        try:
+            error, message = await asyncio.wait_for(report, wait)
+        except asyncio.TimeoutError:
+            raise PushTimeoutError(
+                f"no delivery report for a message to topic {self._topic!r} within {wait}s"
+            ) from None
         if error is not None:
             # Naming a too-large message's limit may ask the cluster: not on the loop.
             raise await asyncio.to_thread(self._core.delivery_error, error, message)

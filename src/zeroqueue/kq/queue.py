@@ -17,12 +17,13 @@ from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import (
     ConsumeErrorHandler,
     FailurePolicy,
+    FailurePolicyLike,
     Handler,
     MetricsHook,
     resolve_handler,
 )
 from zeroqueue.engine.lanes import Ordering
-from zeroqueue.engine.source import KafkaSource, RebalanceListener, Source
+from zeroqueue.engine.source import KafkaSource, RebalanceListener, Source, SourceFactory
 from zeroqueue.errors import ConfigError, ZeroQueueError
 from zeroqueue.kq.config import KqConf
 
@@ -49,7 +50,10 @@ class Queue:
         commit_interval: Seconds between offset commits. Default 1.
         queue_capacity: Messages in flight per conn (fetched, not yet handled);
             when full, fetching pauses. Default 1000 (go-queue's queueCapacity).
-        max_wait: Seconds the broker may hold a fetch waiting for MinBytes. Default 1.
+        max_wait: Seconds the broker may hold a fetch waiting for MinBytes. Default
+            0.2 (go-queue's is 1): on an idle topic a consumer asks again this often,
+            and a broker that does not answer a waiting fetch when data arrives
+            (the embedded one) delivers that much later.
         session_timeout: Seconds without heartbeat before the group drops a member.
             Default 10.
         error_handler: ``(message, error)``, called for each failed attempt.
@@ -70,6 +74,12 @@ class Queue:
             SIGTERM stop the queue (a second one exits at once). False leaves
             signals to the application (a service group, a web server). Default True.
         kafka_config: Extra librdkafka consumer settings, applied last.
+        source_factory: Builds each conn's group member from the librdkafka
+            settings (:class:`~zeroqueue.engine.source.KafkaSource` by default);
+            a seam for an in-memory stand-in in tests.
+        failure_policy: Decides what a failed message becomes (retried after a
+            pause, or counted handled); by default ForceCommit's, with
+            ``error_handler`` and the retry backoff options.
     """
 
     def __init__(
@@ -79,7 +89,7 @@ class Queue:
         *,
         commit_interval: float = 1.0,
         queue_capacity: int = 1000,
-        max_wait: float = 1.0,
+        max_wait: float = 0.2,
         session_timeout: float = 10.0,
         error_handler: ConsumeErrorHandler | None = None,
         metrics: MetricsHook | None = None,
@@ -92,6 +102,8 @@ class Queue:
         adaptive: bool = True,
         handle_signals: bool = True,
         kafka_config: Mapping[str, Any] | None = None,
+        source_factory: SourceFactory | None = None,
+        failure_policy: FailurePolicyLike | None = None,
     ) -> None:
         if not isinstance(conf, KqConf):
             raise ConfigError(f"conf: got {type(conf).__name__}; expected a KqConf")
@@ -121,12 +133,13 @@ class Queue:
         self.connect_timeout = connect_timeout
         self.handle_signals = bool(handle_signals)
         self._metrics = metrics
-        self._policy = FailurePolicy(
+        self._policy: FailurePolicyLike = failure_policy or FailurePolicy(
             force_commit=conf.force_commit,
             error_handler=error_handler,
             retry_backoff=retry_backoff,
             max_retry_backoff=max(max_retry_backoff, retry_backoff),
         )
+        self._source_factory: SourceFactory = source_factory or KafkaSource
         self._engine_options = EngineOptions(
             processors=conf.processors,
             capacity=int(queue_capacity),
@@ -186,9 +199,13 @@ class Queue:
             self._state = "starting"
             self._runner_thread = threading.current_thread()
         try:
-            admin.wait_for_metadata(
-                self.conf.brokers, timeout=self.connect_timeout, kafka_config=self._security_only()
-            )
+            if self._source_factory is KafkaSource:
+                # A source of another kind (a test's, in memory) has no cluster to wait for.
+                admin.wait_for_metadata(
+                    self.conf.brokers,
+                    timeout=self.connect_timeout,
+                    kafka_config=self._security_only(),
+                )
             self._run()
         finally:
             with self._lock:
@@ -246,8 +263,8 @@ class Queue:
             self.stop(wait=False)
 
     def _make_source(self, listener: RebalanceListener) -> Source:
-        return KafkaSource(
-            self._settings,
+        return self._source_factory(
+            dict(self._settings),
             self.conf.topics,
             listener,
             missing_topic_timeout=self.connect_timeout,
