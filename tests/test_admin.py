@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.kafka_helpers import SecureKafka, unique_name
 from zeroqueue import AuthenticationError, BrokerUnavailableError, ZeroQueueError, admin
@@ -70,3 +70,28 @@ def test_wait_for_metadata_logs_in_and_gives_up_at_once_when_the_login_is_refuse
     )
     assert "retrying within 10s would not fix" in str(caught.value)
     assert "bob-Wr0ng-1d2c" not in str(caught.value)
+
+
+@pytest.mark.kafka_only
+def test_consumer_lag_reads_the_watermarks(
+    brokers: list[str], request: pytest.FixtureRequest
+) -> None:
+    # given 10 messages on two partitions, and a group that committed 3 of partition 0's
+    topic = unique_name(request, "admin-lag")
+    group = unique_name(request, "admin-lag")
+    admin.create_topic(brokers, topic, partitions=2)
+    producer = Producer({"bootstrap.servers": brokers[0]})
+    for i in range(10):
+        producer.produce(topic, b"v", partition=i % 2)
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": brokers[0], "group.id": group})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    consumer.close()
+    # then the lag is what the group has not committed past (Tansu's watermarks are not
+    # reliable: Apache Kafka only)
+    lag = admin.consumer_lag(brokers, group, topic)
+    assert [(p.partition, p.committed, p.low, p.high) for p in lag.values()] == [
+        (0, 3, 0, 5),
+        (1, None, 0, 5),
+    ]
+    assert [p.lag for p in lag.values()] == [2, 5]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -19,7 +20,9 @@ from zeroqueue._kafka.settings import ClientErrors, Refusal, client_settings, re
 from zeroqueue.errors import AuthenticationError, BrokerUnavailableError, ZeroQueueError
 
 __all__ = [
+    "PartitionLag",
     "committed_offsets",
+    "consumer_lag",
     "create_topic",
     "delete_group",
     "delete_topic",
@@ -266,6 +269,67 @@ def committed_offsets(
         raise BrokerUnavailableError(
             f"reading the offsets of group {group!r} on {topic!r} from Brokers={list(brokers)} "
             f"failed: {exc.args[0].str() if exc.args else exc}"
+        ) from exc
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """Where a consumer group stands on one partition."""
+
+    partition: int
+    #: The next offset the group will read, or None when it never committed here.
+    committed: int | None
+    #: The first offset still on the broker.
+    low: int
+    #: The offset the next message pushed to the partition will get.
+    high: int
+
+    @property
+    def lag(self) -> int:
+        """Messages on the partition the group has not committed past yet."""
+        start = self.low if self.committed is None else max(self.committed, self.low)
+        return max(self.high - start, 0)
+
+
+def consumer_lag(
+    brokers: Sequence[str],
+    group: str,
+    topic: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> dict[int, PartitionLag]:
+    """Per partition of ``topic``: ``group``'s committed offset, the watermarks, the lag.
+
+    Reads only, without joining the group. Needs a broker that reports its
+    watermarks (Apache Kafka does; the embedded broker's high watermark is not
+    reliable).
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: ``topic`` does not exist.
+
+    """
+    committed = committed_offsets(brokers, group, topic, timeout=timeout, kafka_config=kafka_config)
+    settings = client_settings(brokers, overrides=kafka_config) | {
+        "group.id": group,
+        "enable.auto.commit": False,
+    }
+    consumer = Consumer(settings)
+    try:
+        lags = {}
+        for partition, offset in committed.items():
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            lags[partition] = PartitionLag(partition, offset, low, high)
+        return lags
+    except KafkaException as exc:
+        raise BrokerUnavailableError(
+            f"reading the watermarks of {topic!r} from Brokers={list(brokers)} failed: "
+            f"{exc.args[0].str() if exc.args else exc}"
         ) from exc
     finally:
         consumer.close()

@@ -91,7 +91,7 @@ def test_force_commit_reports_and_moves_on() -> None:
     )
     error = RuntimeError("boom")
     record = KafkaMessage(topic="t", partition=0, offset=3, key=b"k", value=b"v")
-    assert policy.failed(record, error, 1) is None
+    assert policy.failed(Message.from_kafka(record), error, 1) is None
     assert reported[0][0].offset == 3
     assert reported[0][1] is error
 
@@ -128,6 +128,6 @@ def test_a_raising_error_handler_is_logged_not_propagated(caplog: pytest.LogCapt
         force_commit=True, error_handler=broken, retry_backoff=0.1, max_retry_backoff=1
     )
     record = KafkaMessage(topic="t", partition=0, offset=1, key=None, value=b"v")
-    with caplog.at_level(logging.ERROR, logger="zeroqueue.kq.queue"):
-        assert policy.failed(record, RuntimeError("x"), 1) is None
+    with caplog.at_level(logging.ERROR, logger="zeroqueue.engine"):
+        assert policy.failed(Message.from_kafka(record), RuntimeError("x"), 1) is None
     assert "error_handler raised" in caplog.text

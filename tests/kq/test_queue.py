@@ -343,11 +343,11 @@ def test_a_processor_crash_stops_the_queue_and_leaves_its_messages_for_redeliver
     real_failed = FailurePolicy.failed
 
     def failed_with_a_bug(
-        policy: FailurePolicy, record: Any, error: BaseException, attempt: int
+        policy: FailurePolicy, message: Message, error: BaseException, attempt: int
     ) -> float | None:
         if attempt >= failing_attempt:
             raise RuntimeError("bug in the failure policy")
-        return real_failed(policy, record, error, attempt)
+        return real_failed(policy, message, error, attempt)
 
     monkeypatch.setattr(FailurePolicy, "failed", failed_with_a_bug)
     topic = new_topic(1)

@@ -188,10 +188,12 @@ def _annotated_message(parameter: inspect.Parameter) -> bool:
 class FailurePolicyLike(Protocol):
     """What decides a failed message's fate: :class:`FailurePolicy`, or a face's own."""
 
-    def failed(self, record: KafkaMessage, error: BaseException, attempt: int) -> float | None:
+    def failed(self, message: Message, error: BaseException, attempt: int) -> float | None:
         """Report attempt number ``attempt``; return the pause before a retry, or None.
 
-        None counts the message as handled (its offset may be committed).
+        None counts the message as handled (its offset may be committed). The
+        message is zeroqueue's copy of the record, headers included: a policy
+        may push it elsewhere (a retry or dead-letter topic).
         """
 
 
@@ -221,10 +223,9 @@ class FailurePolicy:
         self.retry_backoff = retry_backoff
         self.max_retry_backoff = max_retry_backoff
 
-    def failed(self, record: KafkaMessage, error: BaseException, attempt: int) -> float | None:
+    def failed(self, message: Message, error: BaseException, attempt: int) -> float | None:
         """Report attempt number ``attempt``; return the pause before a retry, or None."""
         delay = None if self.force_commit else self.delay(attempt)
-        message = Message.from_kafka(record)
         if self.error_handler is None:
             outcome = "skipped (ForceCommit)" if delay is None else f"retrying in {delay:.3g}s"
             _log.error(

@@ -28,6 +28,7 @@ from zeroqueue.engine.handlers import (
 from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.watchdog import SlowHandlingWatch
+from zeroqueue.message import Message
 
 __all__ = ["LaneRunner"]
 
@@ -416,7 +417,7 @@ class LaneRunner:
         Returns the error the message is counted handled with (None once a retry
         succeeded), or ``_GAVE_UP`` when it was left unhandled (stopping, revoked).
         """
-        delay = self.policy.failed(record, error, 1)
+        delay = self.policy.failed(Message.from_kafka(record), error, 1)
         if delay is not None and inline:
             raise _HandOffSignal(record, _RetryState(1, delay, error))
         return self._recover(record, progress, attempt=1, delay=delay, error=error)
@@ -445,7 +446,7 @@ class LaneRunner:
             except BaseException as exc:
                 attempt += 1
                 error = as_consume_error(record, exc)
-                delay = self.policy.failed(record, error, attempt)
+                delay = self.policy.failed(Message.from_kafka(record), error, attempt)
         return error
 
     def _pause(self, delay: float) -> bool:
@@ -522,7 +523,7 @@ class LaneRunner:
     ) -> BaseException | None:
         attempt = 1
         while True:
-            delay = self.policy.failed(record, error, attempt)
+            delay = self.policy.failed(Message.from_kafka(record), error, attempt)
             if delay is None:
                 return error
             await self._pause_async(delay)
