@@ -13,9 +13,10 @@ from zeroqueue.errors import (
     PusherClosedError,
     PushError,
     PushTimeoutError,
+    ServiceError,
     ZeroQueueError,
 )
-from zeroqueue.kq import AsyncPusher, KqConf, Pusher, Queue
+from zeroqueue.kq import AsyncPusher, KqConf, Pusher, PusherConf, Queue
 from zeroqueue.message import Message
 
 __version__ = "0.1.0"
@@ -37,7 +38,9 @@ __all__ = [
     "PushTimeoutError",
     "Pusher",
     "PusherClosedError",
+    "PusherConf",
     "Queue",
+    "ServiceError",
     "ZeroQueueError",
     "__version__",
 ]

@@ -1,158 +1,95 @@
-"""``zeroqueue demo``: go-zero's login-log service, end to end, on a real Kafka protocol.
+"""``zeroqueue demo``: go-zero's login-log service, run and driven over HTTP.
 
-A Pusher publishes login events keyed by user (as the go-zero tutorial's
-``PushWithKey(fmt.Sprintf("login_log_%d", u.Id), ...)``), a Queue consumes them
-on several processors, and the report checks what a user of the library cares
-about: every event handled, each user's events in order, a failing handler
-retried rather than skipped, and the group's offsets committed to the end.
+It starts the example service (``examples/login_log``: a FastAPI app whose login
+endpoint pushes with an AsyncPusher, and a Queue that stores the login logs in
+SQLite, in one ServiceGroup) on the embedded broker, posts logins from
+concurrent HTTP clients, reads every user's logins back over HTTP, stops the
+group as a SIGTERM would, and reports what a user of the library cares about:
+nothing lost, each user's logins in order, failing stores retried rather than
+skipped, the group's offsets committed to the end.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import os
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import click
 
 from zeroqueue import admin
+from zeroqueue.conf import load, setup_logging
 from zeroqueue.embedded import EmbeddedBroker
-from zeroqueue.errors import ZeroQueueError
-from zeroqueue.kq import KqConf, Pusher, Queue
-from zeroqueue.message import Message
+from zeroqueue.errors import ConfigError, ZeroQueueError
+from zeroqueue.service import AsgiServer, ExitCode, ServiceGroup, import_service
 
 __all__ = ["DemoSettings", "run_demo"]
-
-# Tansu holds a JoinGroup for half the session timeout and an empty fetch for
-# half of max_wait: short values keep the demo's start-up and tail snappy.
-_SESSION_TIMEOUT = 2.0
-_MAX_WAIT = 0.2
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo pushes and how it consumes."""
+    """What the demo drives and how."""
 
-    messages: int = 20_000
-    users: int = 500
+    logins: int = 3_000
+    users: int = 200
+    clients: int = 8
     partitions: int = 8
-    processors: int = 8
-    fail_every: int = 5_000
+    fail_every: int = 1_000
     brokers: Sequence[str] = ()
+    service: str = "examples/login_log"
     timeout: float = 120.0
-
-
-class LoginLogConsumer:
-    """The tutorial's ``LoginLogConsumer``, plus the bookkeeping the report needs.
-
-    ``consume`` takes the whole :class:`Message` (it could take ``(key, value)``
-    like go-queue's) because the report needs offsets. It runs on several
-    processors at once for different users; the Queue promises that one user's
-    events arrive one at a time and in push order.
-    """
-
-    def __init__(self, fail_every: int) -> None:
-        self._fail_every = fail_every
-        self._lock = threading.Condition()
-        self._next_seq: dict[str, int] = {}
-        self._failed_once: set[int] = set()
-        self.last_offsets: dict[int, int] = {}
-        self.handled = 0
-        self.duplicates = 0
-        self.out_of_order: list[str] = []
-
-    def consume(self, message: Message) -> None:
-        """Handle one login event; the first try of every ``fail_every``-th one fails."""
-        key = message.key_str
-        event = json.loads(message.value_str)
-        seq: int = event["seq"]
-        with self._lock:
-            failing = event["n"] % self._fail_every == self._fail_every - 1
-            if failing and event["n"] not in self._failed_once:
-                self._failed_once.add(event["n"])
-                raise ConnectionError(f"audit store timed out saving {key} #{seq}")
-            expected = self._next_seq.get(key, 0)
-            if seq < expected:
-                self.duplicates += 1
-            elif seq > expected:
-                self.out_of_order.append(f"{key}: got #{seq}, expected #{expected}")
-            self._next_seq[key] = max(expected, seq + 1)
-            last = self.last_offsets.get(message.partition, -1)
-            self.last_offsets[message.partition] = max(last, message.offset)
-            self.handled += 1
-            self._lock.notify_all()
-
-    @property
-    def failed_attempts(self) -> int:
-        """Attempts the handler failed on purpose."""
-        with self._lock:
-            return len(self._failed_once)
-
-    def wait_for(self, count: int, timeout: float, on_progress: Callable[[int], None]) -> bool:
-        """Wait until ``count`` events were handled, reporting progress as it goes."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self.handled < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(min(remaining, 0.1))
-                on_progress(self.handled)
-        return True
 
 
 @dataclass
 class DemoReport:
     """What happened, and whether it is what at-least-once and per-key order promise."""
 
-    pushed: int = 0
-    push_seconds: float = 0.0
-    join_seconds: float = 0.0
-    consume_seconds: float = 0.0
-    handled: int = 0
-    duplicates: int = 0
+    posted: int = 0
+    post_seconds: float = 0.0
+    store_seconds: float = 0.0
+    stored: int = 0
+    users_checked: int = 0
+    missing: list[str] = field(default_factory=list)
     out_of_order: list[str] = field(default_factory=list)
-    errors_reported: int = 0
-    failed_attempts: int = 0
+    failed_on_purpose: int = 0
+    repeats: int = 0
     last_offsets: dict[int, int] = field(default_factory=dict)
     committed: dict[int, int | None] = field(default_factory=dict)
+    exit_code: ExitCode | None = None
 
     @property
     def committed_to_end(self) -> list[int]:
-        """Partitions whose committed offset is just past the last event handled there."""
-        return [
-            partition
-            for partition, last in self.last_offsets.items()
-            if self.committed.get(partition) == last + 1
-        ]
+        """Partitions whose committed offset is just past the last login stored there."""
+        return [p for p, last in self.last_offsets.items() if self.committed.get(p) == last + 1]
 
     @property
     def ok(self) -> bool:
-        """Every event handled once in order, no failure skipped, everything committed."""
+        """Every login stored and read back in order, nothing skipped, all committed."""
         return (
-            self.handled - self.duplicates == self.pushed
+            self.stored == self.posted
+            and not self.missing
             and not self.out_of_order
-            and self.errors_reported == self.failed_attempts
             and len(self.committed_to_end) == len(self.last_offsets)
+            and self.exit_code == ExitCode.OK
         )
 
 
-def _login_events(settings: DemoSettings) -> Iterator[tuple[str, str]]:
-    seq: dict[int, int] = {}
-    for n in range(settings.messages):
-        user = n * 7919 % settings.users  # scatter users, as real logins are
-        seq[user] = seq.get(user, -1) + 1
-        event = {
-            "n": n,
-            "user_id": user,
-            "seq": seq[user],
-            "ip": f"10.0.{user // 250}.{user % 250}",
-        }
-        yield f"login_log_{user}", json.dumps(event)
+def _service_dir(settings: DemoSettings) -> Path:
+    path = Path(settings.service)
+    if not (path / "etc" / "config.yaml").is_file():
+        raise ConfigError(
+            f"the demo drives the example service in {settings.service!r}, which is not here:"
+            " run it from a clone of the zeroqueue repository, or pass --service"
+        )
+    return path
 
 
 @contextmanager
@@ -162,109 +99,116 @@ def _cluster(settings: DemoSettings) -> Iterator[list[str]]:
         return
     with EmbeddedBroker() as broker:
         click.echo(f"broker    {broker.bootstrap_servers}  (embedded Tansu, in memory)")
-        click.echo(f"          log: {broker.log_path}")
         yield [broker.bootstrap_servers]
 
 
-def _push(brokers: list[str], topic: str, settings: DemoSettings, report: DemoReport) -> None:
-    started = time.perf_counter()
-    with (
-        Pusher(brokers, topic) as pusher,
-        click.progressbar(
-            _login_events(settings), length=settings.messages, label="pushing  "
-        ) as events,
-    ):
-        for key, value in events:
-            pusher.push_with_key(key, value)
-    # close() flushed: every event is acknowledged by the broker (acks=all) by now.
-    report.push_seconds = time.perf_counter() - started
-    report.pushed = settings.messages
-
-
-def _consume(brokers: list[str], topic: str, settings: DemoSettings, report: DemoReport) -> str:
-    group = f"login-log-demo-{uuid.uuid4().hex[:8]}"
-    conf = KqConf(
-        Name="log-consumer",
-        Brokers=brokers,
-        Group=group,
-        Topic=topic,
-        Offset="first",
-        Processors=settings.processors,
-        ForceCommit=False,
-    )
-    consumer = LoginLogConsumer(settings.fail_every)
-    failure: list[BaseException] = []
-    reported: list[int] = []
-
-    def count_error(message: Message, error: BaseException) -> None:
-        reported.append(message.offset)  # list.append is atomic across worker threads
-        if not isinstance(error, ConnectionError):  # not one of the planned failures
-            failure.append(error)
-
-    queue = Queue(
-        conf,
-        consumer,
-        session_timeout=_SESSION_TIMEOUT,
-        max_wait=_MAX_WAIT,
-        retry_backoff=0.05,
-        error_handler=count_error,
-    )
-
-    def run() -> None:
-        try:
-            queue.start()
-        except BaseException as exc:
-            failure.append(exc)
-
-    started = time.perf_counter()
-    thread = threading.Thread(target=run, name="demo-queue", daemon=True)
-    thread.start()
-    shown = 0
-    with click.progressbar(length=settings.messages, label="consuming") as bar:
-
-        def advance(handled: int) -> None:
-            nonlocal shown
-            if failure:
-                raise failure[0]
-            if not report.join_seconds and queue.assignment():
-                report.join_seconds = time.perf_counter() - started
-            bar.update(handled - shown)
-            shown = handled
-
-        try:
-            finished = consumer.wait_for(settings.messages, settings.timeout, advance)
-            report.consume_seconds = time.perf_counter() - started - report.join_seconds
-        finally:
-            queue.stop()  # drains in-flight messages, commits, leaves the group
-            thread.join(settings.timeout)
-    if failure:
-        raise failure[0]
-    if not finished:
-        click.echo(f"timed out after {settings.timeout}s", err=True)
-    report.handled = consumer.handled
-    report.duplicates = consumer.duplicates
-    report.out_of_order = consumer.out_of_order
-    report.failed_attempts = consumer.failed_attempts
-    report.last_offsets = dict(consumer.last_offsets)
-    report.errors_reported = len(reported)
-    return group
-
-
 def run_demo(settings: DemoSettings) -> DemoReport:
-    """Push login events, consume them with a Queue, and report what happened."""
+    """Run the login-log service, drive it over HTTP, stop it, and report what happened."""
+    service = _service_dir(settings)
+    module = import_service(str(service))
     report = DemoReport()
-    click.echo("zeroqueue demo: go-zero's login-log service on Kafka")
-    with _cluster(settings) as brokers:
-        topic = "login-log" if not settings.brokers else f"login-log-{uuid.uuid4().hex[:8]}"
+    click.echo("zeroqueue demo: go-zero's login-log service (HTTP API + Queue) on Kafka")
+    with _cluster(settings) as brokers, tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(
+            KAFKA_BROKERS=",".join(brokers),
+            LOGIN_LOG_PORT="0",
+            LOGIN_LOG_DATABASE=str(Path(tmp) / "login_log.db"),
+        )
+        group = ServiceGroup(handle_signals=False, grace=settings.timeout)
+        conf = _for_this_run(load(service / "etc" / "config.yaml", module.Config), settings)
+        ctx = module.setup(conf, group)
+        topic, group_id = conf.kq_consumer_conf.topic, conf.kq_consumer_conf.group
         admin.create_topic(brokers, topic, partitions=settings.partitions)
-        click.echo(f"topic     {topic}  ({settings.partitions} partitions)")
-        _push(brokers, topic, settings, report)
-        group = _consume(brokers, topic, settings, report)
-        report.committed = admin.committed_offsets(brokers, group, topic)
+        click.echo(f"topic     {topic}  ({settings.partitions} partitions), group {group_id}")
+        runner = threading.Thread(target=group.run, name="demo-services", daemon=True)
+        runner.start()
+        try:
+            http = next(s for s in group.services if isinstance(s, AsgiServer))
+            if not http.wait_started(30):
+                raise ZeroQueueError("the HTTP server did not start within 30s")
+            base = f"http://127.0.0.1:{http.port}"
+            click.echo(f"service   {base}  (POST /login, GET /users/{{id}}/logins)")
+            asyncio.run(_drive(base, settings, report, ctx))
+            report.last_offsets = ctx.store.last_offsets()
+        finally:
+            group.stop()  # as SIGTERM: HTTP server first, then the consumer, then the pusher
+            runner.join(settings.timeout + 30)
+        report.exit_code = group.exit_code
+        report.failed_on_purpose = ctx.consumer.failed_on_purpose
+        report.repeats = ctx.store.repeats
+        report.committed = admin.committed_offsets(brokers, group_id, topic)
         if settings.brokers:
-            _clean_up(brokers, topic, group)
+            _clean_up(brokers, topic, group_id)
     _print_report(settings, report)
     return report
+
+
+def _for_this_run(conf: Any, settings: DemoSettings) -> Any:
+    """The example's config with the demo's knobs.
+
+    Failures on purpose, quiet logs (the report is the output), and on a cluster
+    of the user's own, a topic and group of its own.
+    """
+    update: dict[str, Any] = {
+        "fail_every": settings.fail_every,
+        "log": conf.log.model_copy(update={"level": "error"}),
+    }
+    if settings.brokers:
+        suffix = uuid.uuid4().hex[:8]
+        topic, group = f"login-log-{suffix}", f"login-log-demo-{suffix}"
+        update["kq_pusher_conf"] = conf.kq_pusher_conf.model_copy(update={"topic": topic})
+        update["kq_consumer_conf"] = conf.kq_consumer_conf.model_copy(
+            update={"topic": topic, "group": group}
+        )
+    conf = conf.model_copy(update=update)
+    setup_logging(conf)
+    return conf
+
+
+async def _drive(base: str, settings: DemoSettings, report: DemoReport, ctx: Any) -> None:
+    import httpx  # noqa: PLC0415 - the demo extra
+
+    users = min(settings.users, settings.logins)
+    per_user: dict[int, int] = {}
+    plan: list[list[tuple[int, int]]] = [[] for _ in range(settings.clients)]
+    for n in range(settings.logins):
+        user = n * 7919 % users  # scatter users, as real logins are
+        per_user[user] = per_user.get(user, 0) + 1
+        # One client per user, posting in order: the order to keep is the posting order.
+        plan[user % settings.clients].append((user, n))
+    limits = httpx.Limits(max_connections=settings.clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        with click.progressbar(length=settings.logins, label="posting  ") as bar:
+            started = time.perf_counter()
+
+            async def post(logins: list[tuple[int, int]]) -> None:
+                for user, n in logins:
+                    reply = await client.post(
+                        "/login", json={"user_id": user, "ip": f"10.0.0.{user % 250}", "n": n}
+                    )
+                    reply.raise_for_status()
+                    bar.update(1)
+
+            await asyncio.gather(*(post(logins) for logins in plan))
+            report.post_seconds = time.perf_counter() - started
+            report.posted = settings.logins
+        with click.progressbar(length=settings.logins, label="storing  ") as bar:
+            stored, deadline = 0, time.monotonic() + settings.timeout
+            while stored < settings.logins and time.monotonic() < deadline:
+                now = (await client.get("/stats")).json()["stored"]
+                bar.update(now - stored)
+                stored = now
+                await asyncio.sleep(0.05)
+            report.store_seconds = time.perf_counter() - started - report.post_seconds
+            report.stored = stored
+        for user, count in sorted(per_user.items()):
+            rows = (await client.get(f"/users/{user}/logins")).json()
+            seqs = [row["seq"] for row in rows]
+            if sorted(seqs) != list(range(count)):
+                report.missing.append(f"user {user}: {len(seqs)} of {count} logins")
+            elif seqs != list(range(count)):
+                report.out_of_order.append(f"user {user}: stored as {seqs[:10]}...")
+            report.users_checked += 1
 
 
 def _clean_up(brokers: list[str], topic: str, group: str) -> None:
@@ -279,36 +223,35 @@ def _clean_up(brokers: list[str], topic: str, group: str) -> None:
 
 
 def _rate(count: int, seconds: float) -> str:
-    return f"{count / seconds:,.0f} msg/s" if seconds > 0 else "-"
+    return f"{count / seconds:,.0f}/s" if seconds > 0 else "-"
 
 
 def _print_report(settings: DemoSettings, report: DemoReport) -> None:
-    users = min(settings.users, settings.messages)
-    unique = report.handled - report.duplicates
+    users = min(settings.users, settings.logins)
     lines = [
         "",
-        f"pushed    {report.pushed:,} login events for {users:,} users with "
-        f"Pusher.push_with_key in {report.push_seconds:.2f}s, connecting included "
-        f"({_rate(report.pushed, report.push_seconds)})",
-        f"consumed  {unique:,} of {report.pushed:,} with Queue "
-        f"(Processors={settings.processors}) in {report.consume_seconds:.2f}s "
-        f"({_rate(unique, report.consume_seconds)}) after joining the group in "
-        f"{report.join_seconds:.2f}s",
-        f"order     {'intact for every user' if not report.out_of_order else 'BROKEN'}: "
-        f"{len(report.out_of_order)} events out of per-user order",
-        f"failures  {report.failed_attempts} handler calls failed on purpose; "
-        f"{report.errors_reported} reported to error_handler"
+        f"posted    {report.posted:,} logins of {users:,} users from {settings.clients} HTTP"
+        f" clients in {report.post_seconds:.2f}s ({_rate(report.posted, report.post_seconds)});"
+        " each pushed with AsyncPusher.push_with_key",
+        f"stored    {report.stored:,} of {report.posted:,} by the Queue into SQLite, the last"
+        f" {report.store_seconds:.2f}s after the last post",
+        f"read back {report.users_checked:,} users over GET /users/{{id}}/logins: "
         + (
-            ", each retried until it succeeded (ForceCommit=false), none skipped"
-            if report.ok
-            else ""
+            "every login there, in the order it was posted"
+            if not (report.missing or report.out_of_order)
+            else f"{len(report.missing)} users missing logins, "
+            f"{len(report.out_of_order)} out of order"
         ),
-        f"repeats   {report.duplicates} events handled twice",
-        f"committed {len(report.committed_to_end)}/{len(report.last_offsets)} partitions: "
-        "the group's offset sits just past the last event handled there",
+        f"failures  {report.failed_on_purpose} stores failed on purpose, each retried until it"
+        " succeeded (ForceCommit: false), none skipped",
+        f"repeats   {report.repeats} logins handled twice",
+        f"committed {len(report.committed_to_end)}/{len(report.last_offsets)} partitions: the"
+        " group's offset sits just past the last login stored there",
+        f"stopped   HTTP server first, then the consumer, then the pusher flushed: exit code"
+        f" {int(report.exit_code) if report.exit_code is not None else '-'}",
         "",
         "OK: nothing lost, per-user order kept" if report.ok else "FAILED: see above",
     ]
-    lines.extend(f"  {problem}" for problem in report.out_of_order[:10])
+    lines.extend(f"  {problem}" for problem in (report.missing + report.out_of_order)[:10])
     for line in lines:
         click.echo(line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +46,12 @@ def wait_for_metadata(
     *,
     timeout: float = 10.0,
     kafka_config: Mapping[str, Any] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> None:
     """Return once a broker of ``brokers`` answers a metadata request.
+
+    With ``cancelled``, it also returns (without raising) as soon as that says so:
+    a Queue stopped while it waits for its cluster.
 
     Connection trouble is retried until ``timeout``; a refusal is not, since no
     retry can fix it: as soon as librdkafka reports that the broker refused the
@@ -66,6 +70,8 @@ def wait_for_metadata(
     started = time.monotonic()
     deadline = started + timeout
     while True:
+        if cancelled is not None and cancelled():
+            return
         slice_end = min(time.monotonic() + _METADATA_SLICE, deadline)
         try:
             client.list_topics(timeout=max(slice_end - time.monotonic(), 0.001))

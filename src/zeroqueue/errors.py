@@ -16,8 +16,9 @@ chained as ``__cause__``::
     │   ├── MessageTooLargeError    bigger than the client or broker limit
     │   ├── PushTimeoutError        local buffer full, or flush() ran out of time
     │   └── DeliveryError           the broker did not acknowledge; names how many and why
-    └── ConsumeError                a message could not be handled, or a processor crashed
-        └── DecodeError             key or value is not valid UTF-8 for a str handler
+    ├── ConsumeError                a message could not be handled, or a processor crashed
+    │   └── DecodeError             key or value is not valid UTF-8 for a str handler
+    └── ServiceError                a service of a ServiceGroup failed; the others were stopped
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "PushError",
     "PushTimeoutError",
     "PusherClosedError",
+    "ServiceError",
     "ZeroQueueError",
 ]
 
@@ -127,3 +129,10 @@ class ConsumeError(ZeroQueueError):
 
 class DecodeError(ConsumeError):
     """A key or value could not be decoded for a handler that takes ``str``."""
+
+
+class ServiceError(ZeroQueueError):
+    """A service of a :class:`~zeroqueue.service.ServiceGroup` failed; the others were stopped.
+
+    ``__cause__`` is what the service raised (None when it ended by itself).
+    """

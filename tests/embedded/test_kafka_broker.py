@@ -160,3 +160,28 @@ def test_a_listener_it_does_not_have_is_named() -> None:
     broker = KafkaBroker()
     with pytest.raises(EmbeddedBrokerError, match=r"'SASL_SSL'; this broker listens with PLAIN"):
         broker.listener("SASL_SSL")
+
+
+def test_a_failed_start_leaves_no_work_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a "java" that says it is 17 but fails to format Kafka's storage
+    java = tmp_path / "java"
+    java.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -version ]; then echo \'openjdk version "17.0.9"\' >&2; exit 0; fi\n'
+        "echo 'cannot format' >&2; exit 1\n"
+    )
+    java.chmod(java.stat().st_mode | stat.S_IXUSR)
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "kafka_2.13-4.4.0.jar").write_bytes(b"")
+    work = tmp_path / "tmp"
+    work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(work))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    # when the broker fails to start
+    with pytest.raises(EmbeddedBrokerError, match=r"formatting Kafka's storage .* failed"):
+        KafkaBroker(java=java, libs=libs, log_path=tmp_path / "kafka.log").start()
+    # then its work directory (server.properties, data) is gone
+    assert [p.name for p in work.iterdir()] == []

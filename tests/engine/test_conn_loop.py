@@ -10,6 +10,7 @@ import threading
 import time
 
 from tests.engine.fake_source import EngineRun, wait_for
+from tests.engine.helpers import measured_fast
 from zeroqueue.engine.conn import ABORT_GRACE
 
 # How much longer than its bound stop() may take here: thread scheduling on a busy box.
@@ -186,3 +187,113 @@ def test_a_failed_commit_is_sent_again() -> None:
     assert wait_for(lambda: run.fake.committed() == 3)
     run.stop()
     assert seen == ["a", "b", "c"]
+
+
+def test_lanes_the_fetch_thread_leaves_when_a_probe_begins_are_taken_by_workers() -> None:
+    # given a worker blocked on one key while 3,000 messages of other keys arrive: the
+    # buffer (capacity 200) fills and the partition is paused
+    release = threading.Event()
+    handled: list[str] = []
+
+    def handle(key: str, value: str) -> None:
+        if value == "block":
+            release.wait(30)
+        else:
+            busy(0.002)
+        handled.append(value)
+
+    run = EngineRun(handle, processors=4, capacity=200, shutdown_timeout=2.0)
+    engine = run.engine
+    governor, router = engine.governor, engine._router
+    assert governor is not None
+    try:
+        run.fake.add(["block"], key="blocker")
+        assert wait_for(lambda: engine.board.in_flight == 1)
+        blocked = router.lane_of_key(b"blocker")
+        keys = [
+            k
+            for k in (f"key-{i}" for i in range(9000))
+            if router.lane_of_key(k.encode()) != blocked
+        ]
+        for key in keys[:3000]:
+            run.fake.add([key], key=key)
+        assert wait_for(lambda: engine.board.in_flight >= 200)
+        # when the handler is measured quick, so the fetch thread runs the lanes (in
+        # batches of 500), and that run phase ends after 1 s with lanes still waiting
+        governor.run_seconds = 1.0
+        measured_fast(governor)
+        engine._direct_batch = 500
+        release.set()
+        # then workers take the lanes it left, and everything is handled
+        assert wait_for(lambda: len(handled) == 3001, timeout=30), len(handled)
+    finally:
+        release.set()
+        run.stop()
+
+
+def test_a_later_message_of_a_lane_given_up_at_stop_is_not_handled() -> None:
+    for _ in range(3):
+        # given a message retried every 5 s (ForceCommit false), then stop()
+        calls: list[str] = []
+        failed = threading.Event()
+
+        def handle(
+            key: str, value: str, calls: list[str] = calls, failed: threading.Event = failed
+        ) -> None:
+            calls.append(value)
+            if value == "x0":
+                failed.set()
+                raise ValueError("not yet")
+
+        run = EngineRun(
+            handle, force_commit=False, retry_backoff=5.0, adaptive=False, shutdown_timeout=5.0
+        )
+        run.fake.add(["x0"], key="k")
+        assert failed.wait(10)
+        stopper = threading.Thread(target=run.stop)
+        stopper.start()
+        # when the key's next message arrives while the engine stops
+        run.fake.add(["x1"], key="k")
+        stopper.join(20)
+        # then it does not overtake the message given up before it
+        assert calls == ["x0"]
+        assert run.fake.committed() is None
+
+
+def test_a_slow_call_that_ends_a_batch_sends_the_handler_back_to_the_workers() -> None:
+    # given a handler the fetch thread runs (measured quick)
+    slow = threading.Event()
+    calls: list[tuple[str, str]] = []
+
+    def handle(key: str, value: str) -> None:
+        if slow.is_set():
+            time.sleep(0.5)  # the database stalls
+        else:
+            busy(0.0001)
+        calls.append((value, threading.current_thread().name))
+
+    run = EngineRun(handle)
+    governor = run.engine.governor
+    assert governor is not None
+    try:
+        for i in range(50):
+            run.fake.add([f"fast-{i}-{j}" for j in range(200)], key=f"k{i}")
+            if wait_for(lambda: governor.inline, timeout=0.3):
+                break
+        assert governor.inline
+        assert wait_for(lambda: run.engine.board.in_flight == 0)
+        # when it turns slow on a quiet topic: each batch is one message, so the slow
+        # call is always the batch's last
+        slow.set()
+        for i in range(4):
+            run.fake.add([f"slow-{i}"], key=f"key-{i}")
+            handled = i + 1
+            assert wait_for(
+                lambda: sum(v.startswith("slow") for v, _ in calls) == handled,  # noqa: B023
+                timeout=10,
+            )
+        # then only the first slow call ran on the fetch thread
+        on_fetch_thread = [v for v, thread in calls if v.startswith("slow") and thread == "fake"]
+        assert on_fetch_thread == ["slow-0"]
+    finally:
+        run.stop()

@@ -31,9 +31,9 @@ from zeroqueue import (
     admin,
 )
 from zeroqueue._process import free_port
-from zeroqueue.kq import _producer as producer_module
+from zeroqueue.kq import _partitions as partitions_module
 from zeroqueue.kq import pusher as pusher_module
-from zeroqueue.kq._producer import HeadersArg
+from zeroqueue.kq._push_options import HeadersArg
 
 # The C FastPush the Pusher uses, or None where zeroqueue.kq._fastpush is not built.
 try:
@@ -782,7 +782,7 @@ def test_an_async_pusher_reads_metadata_off_the_event_loop(
 ) -> None:
     # given a Python balancer, whose first push reads the topic's partition count, and a
     # cluster that does not answer (the read gives up after 1 s)
-    monkeypatch.setattr(producer_module, "_METADATA_TIMEOUT", 1.0)
+    monkeypatch.setattr(partitions_module, "_METADATA_TIMEOUT", 1.0)
 
     async def main() -> float:
         gaps: list[float] = []
@@ -825,6 +825,39 @@ def test_an_async_sync_push_without_a_report_raises_push_timeout(
     asyncio.run(main())
 
 
+def test_a_report_for_a_closed_event_loop_does_not_stop_the_reports(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
+    # given a synchronous AsyncPusher shared by two event loops (two asyncio.run calls)
+    topic = new_topic(1)
+    pusher = AsyncPusher(brokers, topic, sync_push=True, delivery_timeout=2.0)
+    on_missing_topic = pusher._core
+
+    async def first() -> None:
+        await pusher.push("fine")
+        # a push still waiting for its report when this loop ends (a request that timed
+        # out): to a topic that does not exist, it fails after delivery_timeout
+        loop = asyncio.get_running_loop()
+
+        def on_delivery(error: object, message: object) -> None:
+            loop.call_soon_threadsafe(lambda: None)  # raises once the loop is closed
+
+        on_missing_topic.produce("no-such-topic-here", b"pending", on_delivery=on_delivery)
+
+    asyncio.run(first())
+    # when its report arrives after the loop closed
+    assert eventually(lambda: len(on_missing_topic.producer) == 0, timeout=15)
+
+    # then the thread that serves reports lives on: later pushes are acknowledged
+    async def second() -> None:
+        await asyncio.wait_for(pusher.push("again"), 10)
+        await pusher.close()
+
+    asyncio.run(second())
+    assert on_missing_topic._poller.is_alive() is False  # stopped by close(), not by the error
+    assert [m.value() for m in read_topic(brokers, topic, 2)] == [b"fine", b"again"]
+
+
 class _ProducerWithoutClose:
     """confluent-kafka before 2.13: a Producer without close()."""
 
@@ -861,7 +894,7 @@ def test_a_refused_push_asks_the_balancer_twice_on_either_path() -> None:
         return 0
 
     with Pusher(UNREACHABLE, "t", balancer=first_partition) as pusher:
-        pusher._core._partition_counts["t"] = (1, float("inf"))
+        pusher._core._partitions.set("t", 1, float("inf"))
         # when librdkafka refuses the value, then the full method names the error
         with pytest.raises(InvalidMessageError):
             pusher.push_with_key("k", 42)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ import pytest
 
 from tests.engine.fake_source import FakeSource
 from tests.kafka_helpers import Recorder, eventually, fast_queue_options, running
-from zeroqueue import ConfigError, ConsumeError, KqConf, Message, Pusher, Queue
+from zeroqueue import ConfigError, ConsumeError, KqConf, Message, Pusher, Queue, admin
 from zeroqueue.engine.source import RebalanceListener
 
 
@@ -130,28 +130,28 @@ def test_an_async_handler_behind_a_functools_wraps_decorator_runs(
     assert sorted(int(v) for v in ran) == list(range(200))
 
 
-def test_a_sync_handler_returning_a_coroutine_fails_instead_of_committing(
+def test_a_sync_handler_returning_a_coroutine_stops_the_queue_committing_nothing(
     brokers: list[str], new_topic: Callable[[int], str], group: str
 ) -> None:
-    # given a plain function that returns a coroutine it never runs
+    # given a plain function that returns a coroutine it never runs, and ForceCommit
+    # (which would commit past a failed message)
     topic = new_topic(1)
     push(brokers, topic, 3)
 
     async def body(key: str, value: str) -> None:
         raise AssertionError("never awaited, never run")
 
-    failures: list[BaseException] = []
     queue = Queue(
         conf(brokers, topic, group),
         lambda key, value: body(key, value),  # noqa: PLW0108 - a sync function, on purpose
-        error_handler=lambda message, error: failures.append(error),
         **fast_queue_options(),
     )
-    with running(queue):
-        assert eventually(lambda: len(failures) == 3)
-    # then each message is reported as a failure that says what went wrong
-    assert all(isinstance(error, ConsumeError) for error in failures)
-    assert "returned coroutine instead of running" in str(failures[0])
+    # then the queue stops with an error that says what is wrong, as for any bug
+    with pytest.raises(ConsumeError) as info:
+        queue.start()
+    assert "returned coroutine instead of running" in str(info.value.__cause__)
+    # and nothing was committed: the next consumer of the group gets every message
+    assert admin.committed_offsets(brokers, group, topic) == {0: None}
 
 
 def test_a_handler_with_an_optional_second_argument_is_refused_as_ambiguous() -> None:
@@ -317,10 +317,10 @@ def test_with_handle_signals_off_the_application_keeps_its_signals(
     assert process.returncode == 0
 
 
-@pytest.mark.builds_records
-def test_a_queue_runs_on_a_source_it_is_given() -> None:
-    # given a source of the test's own (no broker at all), holding three messages
-    sources: list[FakeSource] = []
+def _fake_source_factory(
+    values: Sequence[str], made: list[FakeSource] | None = None
+) -> Callable[..., FakeSource]:
+    """A source_factory of FakeSources of topic "t", holding ``values``; ``made`` gets them."""
 
     def make_source(
         settings: dict[str, Any],
@@ -329,16 +329,25 @@ def test_a_queue_runs_on_a_source_it_is_given() -> None:
         *,
         missing_topic_timeout: float,
     ) -> FakeSource:
-        assert settings["group.id"] == "g"
         assert list(topics) == ["t"]
         source = FakeSource(listener, [("t", 0)])
-        source.add(["a", "b", "c"])
-        sources.append(source)
+        source.add(list(values))
+        if made is not None:
+            made.append(source)
         return source
 
+    return make_source
+
+
+@pytest.mark.builds_records
+def test_a_queue_runs_on_a_source_it_is_given() -> None:
+    # given a source of the test's own (no broker at all), holding three messages
+    sources: list[FakeSource] = []
     recorder = Recorder()
     queue = Queue(
-        KqConf(Brokers=["memory:0"], Group="g", Topic="t"), recorder, source_factory=make_source
+        KqConf(Brokers=["memory:0"], Group="g", Topic="t"),
+        recorder,
+        source_factory=_fake_source_factory(["a", "b", "c"], sources),
     )
     # when the queue runs
     with queue.running():
@@ -347,3 +356,59 @@ def test_a_queue_runs_on_a_source_it_is_given() -> None:
     assert [value for _, value in recorder.seen] == ["a", "b", "c"]
     [source] = sources
     assert source.committed() == 3
+
+
+@pytest.mark.builds_records
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_stop_from_a_handler_returns_at_once(adaptive: bool) -> None:
+    # given a handler that stops its own queue (on a worker, or on the fetch thread)
+    returned: list[float] = []
+    queue: Queue
+
+    def handle(key: str, value: str) -> None:
+        started = time.monotonic()
+        queue.stop()  # waits for nothing it would itself hold up
+        returned.append(time.monotonic() - started)
+
+    queue = Queue(
+        KqConf(Brokers=["memory:0"], Group="g", Topic="t"),
+        handle,
+        adaptive=adaptive,
+        shutdown_timeout=5.0,
+        source_factory=_fake_source_factory(["a"]),
+    )
+    started = time.monotonic()
+    queue.start()
+    # then stop() returned at once, and so did start()
+    [took] = returned
+    assert took < 1.0
+    assert time.monotonic() - started < 5.0
+
+
+def test_stop_while_start_waits_for_the_cluster_returns_quietly() -> None:
+    # given a queue whose cluster does not answer, with a long connect_timeout
+    queue = Queue(
+        KqConf(Brokers=["127.0.0.1:1"], Group="g", Topic="t"),
+        Recorder(),
+        connect_timeout=30.0,
+        shutdown_timeout=1.0,
+    )
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            queue.start()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert eventually(lambda: queue._state == "starting", timeout=10)
+    # when it is stopped while waiting
+    started = time.monotonic()
+    queue.stop()
+    thread.join(10)
+    # then start() returns soon, without a BrokerUnavailableError it was not asked for
+    assert time.monotonic() - started < 3.0
+    assert outcome == [None]

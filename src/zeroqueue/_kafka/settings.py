@@ -7,9 +7,10 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from confluent_kafka import KafkaError
+from pydantic import AfterValidator, BeforeValidator
 
 from zeroqueue.errors import ConfigError
 
@@ -19,10 +20,12 @@ __all__ = [
     "Refusal",
     "SaslMechanism",
     "Security",
+    "check_brokers",
     "client_settings",
     "refusal_advice",
     "refusal_of",
     "refusal_words",
+    "split_brokers",
 ]
 
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -228,3 +231,25 @@ class ClientErrors:
         # of them points at the CA setting).
         advice = refusal_advice(self._last_refusal)
         return f" (last client error, {time.monotonic() - self._at:.0f}s ago: {self.last}{advice})"
+
+
+def split_brokers(value: Any) -> Any:
+    """``"a:9092,b:9092"`` as a list: a common way to pass brokers through one variable."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def check_brokers(value: list[str]) -> list[str]:
+    """``value`` if every entry is ``host:port``; ValueError saying what is expected."""
+    if not value:
+        raise ValueError("at least one host:port")
+    for broker in value:
+        host, sep, port = broker.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"host:port entries; {broker!r} is not")
+    return value
+
+
+#: A config field of brokers: a list of ``host:port``, or one comma-separated string.
+Brokers = Annotated[list[str], BeforeValidator(split_brokers), AfterValidator(check_brokers)]

@@ -112,6 +112,14 @@ class BrokerProcess:
         """
         if self.is_running():
             return self
+        try:
+            return self._start()
+        except BaseException:
+            # Its work directory goes; its log stays, for the error names it.
+            self._cleanup()
+            raise
+
+    def _start(self: _Self) -> _Self:
         self._prepare()
         if self._log_path is None:
             with tempfile.NamedTemporaryFile(
@@ -129,15 +137,21 @@ class BrokerProcess:
                     f"port {port} on {self.host} is already in use; "
                     "choose another port, or port 0 for a free one"
                 )
-            last_error = self._launch(port)
+            last_error, exited = self._launch(port)
             if not last_error:
                 self._port = port
                 _log.info("%s ready on %s:%d (pid %s)", self.kind, self.host, port, self.pid)
                 return self
+            if not exited:
+                break  # it ran but never answered: another port would not help
         raise EmbeddedBrokerError(last_error)
 
-    def _launch(self, port: int) -> str:
-        """Start the broker on ``port``; return '' when ready, else why it failed."""
+    def _launch(self, port: int) -> tuple[str, bool]:
+        """Start the broker on ``port``; return why it failed ('' if ready) and if it exited.
+
+        A broker that exited may have lost its port to another process meanwhile:
+        the caller then tries another.
+        """
         assert self._log_path is not None
         argv, env = self._command(port)
         process = ManagedProcess(argv, self._log_path, env=env)
@@ -151,19 +165,20 @@ class BrokerProcess:
                     timeout=max(deadline - time.monotonic(), 1.0),
                     kafka_config=self._client_config(),
                 )
-                return ""
+                return "", False
             except BrokerUnavailableError as exc:
                 reason = str(exc)
         elif process.is_running():
             reason = f"it did not listen on {self.host}:{port} within {self.startup_timeout}s"
         else:
             reason = f"it exited with status {process.returncode}"
+        exited = not process.is_running()
         process.stop()
         self._process = None
         return (
             f"{self.kind} ({argv[0]}) failed to start on {self.host}:{port}: {reason}. "
             f"Its log ({self._log_path}) ends with:\n{process.log_tail()}"
-        )
+        ), exited
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker process (only it) and reap it; a no-op when not running."""

@@ -115,6 +115,7 @@ class ConnEngine(RebalanceListener):
         #: The partitions this member owns now (replaced, never mutated: safe to read).
         self.assignment: tuple[TopicPartitionKey, ...] = ()
         self._source: Source | None = None
+        self._run_thread: threading.Thread | None = None
         self._stop = threading.Event()
         # Set while shutting down: revokes then wait only for what is left of it.
         self._shutdown_deadline: float | None = None
@@ -136,6 +137,7 @@ class ConnEngine(RebalanceListener):
             ConsumeError: a processor failed outside the handler; the engine
                 stopped, leaving that processor's messages uncommitted.
         """
+        self._run_thread = threading.current_thread()
         self._executor.start()
         try:
             self._source = self._source_factory(self)
@@ -164,6 +166,10 @@ class ConnEngine(RebalanceListener):
                 self._crash = crash
         self.stop()
 
+    def owns(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is one this engine runs: its fetch thread or a processor."""
+        return thread is self._run_thread or self._executor.owns(thread)
+
     def stop(self) -> None:
         """Ask :meth:`run` to finish; safe from any thread or a signal handler."""
         self._stop.set()
@@ -184,6 +190,7 @@ class ConnEngine(RebalanceListener):
         low_water = capacity // 2
         next_commit = time.monotonic() + options.commit_interval
         governor = self.governor
+        was_inline = False
         while not self._stop.is_set():
             now = time.monotonic()
             if governor is not None and governor.tick(now):
@@ -192,6 +199,11 @@ class ConnEngine(RebalanceListener):
                 self._commit(wait=False)
                 next_commit = now + options.commit_interval
             inline = executor.inline
+            if was_inline and not inline:
+                # The fetch thread stops running lanes (a probe begins; the limit may be
+                # unchanged): workers must take the lanes it leaves ready.
+                executor.schedule(())
+            was_inline = inline
             if inline and executor.has_ready():
                 executor.run_inline(INLINE_BUDGET)
             in_flight = board.in_flight
@@ -395,17 +407,19 @@ class ConnEngine(RebalanceListener):
         if not drained:
             board.wait(lambda: board.in_flight == 0, ABORT_GRACE)
         source = self._source
-        if source is not None:
-            self._commit(wait=True)
-            source.close()
-        if not self._executor.shutdown(max(0.0, grace_until - time.monotonic())):
-            _log.warning(
-                "%s: a handler is still running after shutdown; it is left to finish on its"
-                " own thread, its message uncommitted",
-                self.name,
-            )
-        if self._watch is not None:
-            self._watch.close()
+        try:
+            if source is not None:
+                self._commit(wait=True)
+                source.close()
+        finally:
+            if not self._executor.shutdown(max(0.0, grace_until - time.monotonic())):
+                _log.warning(
+                    "%s: a handler is still running after shutdown; it is left to finish on"
+                    " its own thread, its message uncommitted",
+                    self.name,
+                )
+            if self._watch is not None:
+                self._watch.close()
 
 
 def _names(partitions: Sequence[TopicPartitionKey]) -> str:

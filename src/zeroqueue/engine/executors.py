@@ -49,6 +49,9 @@ class Executor(Protocol):
     def shutdown(self, timeout: float) -> bool:
         """Stop the workers; False if some were still busy after ``timeout``."""
 
+    def owns(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is one of its workers."""
+
 
 class ThreadExecutor:
     """Up to ``processors`` worker threads running a sync handler.
@@ -170,9 +173,15 @@ class ThreadExecutor:
         for _ in range(wake):
             self._wake.put(True)
 
+    def owns(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` is one of its workers."""
+        with self._lock:
+            return thread in self._threads
+
     def shutdown(self, timeout: float) -> bool:
         """Tell every worker to exit once idle and wait up to ``timeout`` for them."""
         with self._lock:
+            self._started = False  # no spare thread from now on: it would get no stop token
             threads = list(self._threads)
         for _ in threads:
             self._wake.put(False)
@@ -225,6 +234,10 @@ class AsyncExecutor:
     def has_ready(self) -> bool:
         """Whether lanes wait for a task (not tracked: tasks take them at once)."""
         return False
+
+    def owns(self, thread: threading.Thread) -> bool:
+        """Whether ``thread`` runs its event loop."""
+        return thread is self._thread
 
     def run_inline(self, budget: float) -> bool:
         """Never needed: async handlers always run on their event loop."""

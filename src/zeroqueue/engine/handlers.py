@@ -129,7 +129,10 @@ def refuse_awaitable(result: object, spec: HandlerSpec) -> None:
     """Raise ConsumeError if a handler run as sync returned something to await.
 
     Dropping it would count the message handled while the handler's body never
-    ran; the coroutine is closed so Python does not warn about it either.
+    ran; counting it a failed message would let ForceCommit commit past every
+    message just the same. It is a bug in how the handler is written, so the
+    ConsumeError stops the queue, its message uncommitted. The coroutine is
+    closed so Python does not warn about it either.
     """
     if inspect.isawaitable(result):
         close = getattr(result, "close", None)

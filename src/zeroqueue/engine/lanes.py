@@ -42,13 +42,17 @@ WorkItem: TypeAlias = list[Segment]
 class Lane:
     """A sequential queue of work items; at most one processor runs it at a time."""
 
-    __slots__ = ("index", "pending", "scheduled")
+    __slots__ = ("given_up", "index", "pending", "scheduled")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.pending: deque[WorkItem] = deque()
         #: True while the lane sits in the ready queue or a processor runs it.
         self.scheduled = False
+        #: Set when, while stopping, a message of this lane was left unhandled: the
+        #: lane's later messages (they may share its key) must not overtake it, even
+        #: those posted after its processor left the lane.
+        self.given_up = False
 
     def __repr__(self) -> str:
         return f"<Lane {self.index} pending={len(self.pending)} scheduled={self.scheduled}>"

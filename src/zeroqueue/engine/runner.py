@@ -186,9 +186,14 @@ class LaneRunner:
             hand_off = signal
             rest = self._hand_off_rest(records, signal, progress_of)
         finally:
+            tripped = watch.tripped
             watch.end()
         if hand_off is not None:
             self._leave_fetch_thread(hand_off)
+        elif tripped:
+            # The slow call was the batch's last: nothing to hand over, but the next
+            # batches go to the workers, as after any slow call.
+            self._leave_fetch_thread(_HandOffSignal(records[-1], None))
         return rest
 
     def _handle_partition_run(
@@ -217,10 +222,11 @@ class LaneRunner:
                         "" if key is None else key.decode(),
                         "" if value is None else value.decode(),
                     )
-                    if result is not None:
-                        refuse_awaitable(result, self.handler)
                 except BaseException as exc:
                     self._failed(record, as_consume_error(record, exc), progress, inline=True)
+                    continue
+                if result is not None:
+                    refuse_awaitable(result, self.handler)  # a bug: stops the queue
             last = record.offset()
         progress.handled_through(-1 if last is None else last)
 
@@ -279,9 +285,6 @@ class LaneRunner:
             assert watch is not None
             watch.begin()
         item = board.take(lane)
-        # Set once a message of this lane was left unhandled while stopping: the
-        # lane's later messages must not overtake it (they may share its key).
-        given_up = False
         try:
             while item is not None:
                 done: list[Segment] = []
@@ -294,7 +297,7 @@ class LaneRunner:
                     chunk, records = segment
                     settled += len(records)
                     progress = chunk.progress
-                    if given_up or self.aborting or progress.revoked:
+                    if lane.given_up or self.aborting or progress.revoked:
                         if self._resume:
                             self._resume.pop(_position(records[0]), None)
                         continue
@@ -316,7 +319,7 @@ class LaneRunner:
                     if complete:
                         done.append(segment)
                     elif not progress.revoked:
-                        given_up = True
+                        lane.given_up = True
                 if mark is not None:
                     assert governor is not None
                     idle = self._paused.seconds - paused_before
@@ -379,12 +382,13 @@ class LaneRunner:
                 result = handler(
                     "" if key is None else key.decode(), "" if value is None else value.decode()
                 )
-                if result is not None:
-                    refuse_awaitable(result, self.handler)
             except BaseException as exc:
                 error = self._failed(record, as_consume_error(record, exc), progress, inline)
                 if error is _GAVE_UP:
                     return False
+                continue
+            if result is not None:
+                refuse_awaitable(result, self.handler)  # a bug: stops the queue
         return True
 
     def _run_each(
@@ -398,14 +402,15 @@ class LaneRunner:
                 raise _HandOffSignal(record, None)
             started = time.perf_counter()
             outcome: BaseException | None = None
+            result = None
             try:
                 result = self.handler.call(record)
-                if result is not None:
-                    refuse_awaitable(result, self.handler)
             except BaseException as exc:
                 outcome = self._failed(record, as_consume_error(record, exc), progress, inline)
                 if outcome is _GAVE_UP:
                     return False
+            if result is not None:
+                refuse_awaitable(result, self.handler)  # a bug: stops the queue
             self._observe(record, started, outcome)
         return True
 
@@ -440,13 +445,14 @@ class LaneRunner:
                 return _GAVE_UP
             try:
                 result = self.handler.call(record)
-                if result is not None:
-                    refuse_awaitable(result, self.handler)
-                return None
             except BaseException as exc:
                 attempt += 1
                 error = as_consume_error(record, exc)
                 delay = self.policy.failed(Message.from_kafka(record), error, attempt)
+                continue
+            if result is not None:
+                refuse_awaitable(result, self.handler)  # a bug: stops the queue
+            return None
         return error
 
     def _pause(self, delay: float) -> bool:
@@ -481,7 +487,6 @@ class LaneRunner:
         board = self.board
         item: WorkItem | None = board.take(lane)
         try:
-            given_up = False  # as in run()
             while item is not None:
                 done: list[Segment] = []
                 settled = 0
@@ -489,12 +494,12 @@ class LaneRunner:
                     chunk, records = segment
                     settled += len(records)
                     progress = chunk.progress
-                    if given_up or self.aborting or progress.revoked:
-                        continue
+                    if lane.given_up or self.aborting or progress.revoked:
+                        continue  # as in run()
                     if await self._run_each_async(records, progress):
                         done.append(segment)
                     elif not progress.revoked:
-                        given_up = True
+                        lane.given_up = True
                 item = board.finish(lane, done, settled)
         except BaseException:
             board.abandon(lane, item)  # as in run()

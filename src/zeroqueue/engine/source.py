@@ -120,6 +120,7 @@ class KafkaSource:
         # Subscribed topics reported missing, and since when.
         self._missing: dict[str, float] = {}
         self._missing_topic_timeout = missing_topic_timeout
+        self._next_missing_check = 0.0
         self._fatal: str | None = None
         self._failed_commits: list[TopicPartitionKey] = []
         self.last_error = ""
@@ -196,16 +197,21 @@ class KafkaSource:
         now = time.monotonic()
         timeout = self._missing_topic_timeout
         overdue = [topic for topic, since in self._missing.items() if now - since >= timeout]
-        if not overdue:
+        if not overdue or now < self._next_missing_check:
             return
+        # Asking the cluster blocks the fetch thread: not on every fetch.
+        self._next_missing_check = now + _METADATA_TIMEOUT
         try:
             metadata = self._consumer.list_topics(timeout=_METADATA_TIMEOUT)
         except KafkaException:
             return  # the cluster is unreachable: not the same as a missing topic
         for topic in overdue:
             found = metadata.topics.get(topic)
-            if found is not None and found.error is None:
-                del self._missing[topic]  # created meanwhile
+            missing = found is None or (
+                found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            )
+            if not missing:
+                del self._missing[topic]  # created meanwhile (maybe still electing leaders)
                 continue
             raise ConsumeError(
                 f"subscribed topic {topic!r} still does not exist after {timeout:.0f}s"

@@ -3,6 +3,7 @@
 from zeroqueue.kq.balancer import Balancer, BalancerFunc
 from zeroqueue.kq.config import KqConf
 from zeroqueue.kq.pusher import AsyncPusher, Pusher
+from zeroqueue.kq.pusher_conf import PusherConf
 from zeroqueue.kq.queue import Queue
 
-__all__ = ["AsyncPusher", "Balancer", "BalancerFunc", "KqConf", "Pusher", "Queue"]
+__all__ = ["AsyncPusher", "Balancer", "BalancerFunc", "KqConf", "Pusher", "PusherConf", "Queue"]

@@ -14,21 +14,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue._checks import check_number, check_seconds
-from zeroqueue._kafka.settings import (
-    KAFKA_LOGGER,
-    ClientErrors,
-    SaslMechanism,
-    Security,
-    client_settings,
-)
+from zeroqueue._kafka.settings import KAFKA_LOGGER, ClientErrors, Security, client_settings
 from zeroqueue.admin import max_message_bytes
 from zeroqueue.errors import (
     ConfigError,
@@ -39,8 +31,14 @@ from zeroqueue.errors import (
     PushError,
     PushTimeoutError,
 )
+from zeroqueue.kq._partitions import PartitionCounts
+from zeroqueue.kq._push_options import (
+    HeadersArg,
+    KafkaProducer,
+    ProducerFactory,
+    PushOptions,
+)
 from zeroqueue.kq.balancer import (
-    Balancer,
     BalancerFunc,
     LeastBytesBalancer,
     librdkafka_partitioner,
@@ -48,14 +46,7 @@ from zeroqueue.kq.balancer import (
 )
 from zeroqueue.message import Message
 
-__all__ = [
-    "ErrorHandler",
-    "HeadersArg",
-    "KafkaProducer",
-    "ProducerCore",
-    "ProducerFactory",
-    "PushOptions",
-]
+__all__ = ["ProducerCore"]
 
 _log = logging.getLogger("zeroqueue.kq.pusher")
 
@@ -66,151 +57,11 @@ _LIMIT_LOOKUP_TIMEOUT = 5.0
 # the rest it takes or ignores, so it reaches the cluster as the producer does.
 _PRODUCER_ONLY = frozenset({"on_delivery", "dr_cb", "dr_msg_cb"})
 
-#: Headers as given to push: a mapping or a sequence of (name, value) pairs.
-HeadersArg: TypeAlias = (
-    Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]] | None
-)
-#: ``error_handler(message, error)`` for deliveries that failed in the background.
-ErrorHandler: TypeAlias = Callable[[Message, PushError], object]
-
-
-class KafkaProducer(Protocol):
-    """The part of ``confluent_kafka.Producer`` a ProducerCore uses (``close`` optional)."""
-
-    def produce(self, topic: str, *args: Any, **kwargs: Any) -> None:
-        """Queue one message (confluent-kafka's signature)."""
-
-    def poll(self, timeout: float = ...) -> int:
-        """Serve delivery reports and client events."""
-
-    def flush(self, timeout: float = ...) -> int:
-        """Wait for deliveries; return how many are still pending."""
-
-    def purge(self, *args: Any, **kwargs: Any) -> None:
-        """Drop queued and in-flight messages."""
-
-    def list_topics(self, topic: str | None = None, timeout: float = ...) -> Any:
-        """Cluster metadata."""
-
-    def __len__(self) -> int:
-        """Messages and events not yet served."""
-
-
-#: Builds the Kafka client from its librdkafka settings: ``confluent_kafka.Producer``,
-#: or a stand-in with the same methods (an in-memory broker's, for tests).
-ProducerFactory: TypeAlias = Callable[[dict[str, Any]], KafkaProducer]
-Acks: TypeAlias = Literal["all", 0, 1, -1]
-Compression: TypeAlias = Literal["none", "gzip", "snappy", "lz4", "zstd"]
-
-_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
-_INT32_MAX = 2**31 - 1
-# Default linger for batching pushes; go-queue's ChunkExecutor waits 1 s, which
-# holds every message back that long. librdkafka keeps batching while a request
-# is in flight, so a few milliseconds reach the same batch sizes.
-_DEFAULT_FLUSH_INTERVAL = 0.005
 # How long each wait step sleeps while the local buffer is full.
 _ROOM_POLL = 0.005
 # How often, without sync_push, the background thread serves failed deliveries
 # and client errors: error_handler hears of a failure at most this much later.
 _REPORT_INTERVAL = 0.1
-# How often the partition count behind a Python balancer is refreshed.
-_METADATA_MAX_AGE = 30.0
-# How long reading a topic's partition count may take.
-_METADATA_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class PushOptions:
-    """Every Pusher/AsyncPusher option, validated; see the Pusher docstring."""
-
-    chunk_size: int = 1024 * 1024
-    flush_interval: float | None = None
-    sync_push: bool = False
-    allow_auto_topic_creation: bool = False
-    balancer: Balancer = "hash"
-    acks: Acks = "all"
-    idempotence: bool | None = None
-    compression: Compression = "none"
-    max_message_bytes: int = 1024 * 1024
-    delivery_timeout: float = 120.0
-    buffer_full_timeout: float = 30.0
-    username: str = ""
-    # Out of repr(), so a Pusher's options printed in a log do not carry the password.
-    password: str = field(default="", repr=False)
-    sasl_mechanism: SaslMechanism = "PLAIN"
-    ca_file: str = ""
-    client_id: str = ""
-    error_handler: ErrorHandler | None = None
-    kafka_config: Mapping[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        # Upper bounds are librdkafka's: past them it would refuse its own
-        # property, and the error would not name ours.
-        check_number(
-            "chunk_size", self.chunk_size, minimum=1, maximum=_INT32_MAX, limit_of="batch.size"
-        )
-        check_number(
-            "max_message_bytes",
-            self.max_message_bytes,
-            minimum=1000,
-            maximum=1_000_000_000,
-            limit_of="message.max.bytes",
-        )
-        check_number(
-            "delivery_timeout",
-            self.delivery_timeout,
-            minimum=0.001,  # whole milliseconds, and librdkafka reads 0 as "never"
-            maximum=_INT32_MAX / 1000,
-            limit_of="message.timeout.ms",
-        )
-        check_seconds("buffer_full_timeout", self.buffer_full_timeout)
-        if self.flush_interval is not None:
-            check_number(
-                "flush_interval",
-                self.flush_interval,
-                minimum=0,
-                maximum=900,
-                limit_of="linger.ms",
-            )
-        if self.linger * 1000 >= int(self.delivery_timeout * 1000):
-            raise ConfigError(
-                f"delivery_timeout: got {self.delivery_timeout!r} with flush_interval="
-                f"{self.linger!r}; expected longer than flush_interval (a batch must be able"
-                " to leave before its messages time out)"
-            )
-        if self.acks not in ("all", 0, 1, -1):
-            raise ConfigError(f"acks: got {self.acks!r}; expected 'all', -1, 1 or 0")
-        if self.compression not in _COMPRESSIONS:
-            raise ConfigError(
-                f"compression: got {self.compression!r}; expected one of "
-                + ", ".join(repr(c) for c in _COMPRESSIONS)
-            )
-        if self.idempotence and self.acks not in ("all", -1):
-            raise ConfigError(
-                f"idempotence: got True with acks={self.acks!r}; "
-                "expected acks='all' (idempotent delivery needs every replica's ack)"
-            )
-        librdkafka_partitioner(self.balancer)  # validates the name
-        if self.error_handler is not None and not callable(self.error_handler):
-            raise ConfigError(
-                f"error_handler: got {self.error_handler!r}; "
-                "expected a callable (message, error) or None"
-            )
-
-    @property
-    def linger(self) -> float:
-        """Seconds a message may wait for its batch to fill."""
-        if self.flush_interval is not None:
-            return self.flush_interval
-        # A synchronous push waits for its own ack: do not add a linger to that wait.
-        return 0.0 if self.sync_push else _DEFAULT_FLUSH_INTERVAL
-
-    @property
-    def idempotent(self) -> bool:
-        """Whether the producer is idempotent: on by default when acks='all'."""
-        if self.idempotence is not None:
-            return self.idempotence
-        return self.acks in ("all", -1)
 
 
 def _encode(data: str | bytes | None) -> bytes | None:
@@ -239,8 +90,10 @@ class ProducerCore:
         self.options = options
         self._balancer: BalancerFunc | None = python_balancer(options.balancer)
         # Per topic: partition count and when it was read (Python balancers only).
-        self._partition_counts: dict[str, tuple[int, float]] = {}
-        self._refreshing: set[str] = set()
+        self._partitions = PartitionCounts(
+            lambda topic, timeout: self.producer.list_topics(topic, timeout=timeout),
+            options.allow_auto_topic_creation,
+        )
         self._lock = threading.Lock()
         self._failed = 0
         self._reasons: Counter[str] = Counter()
@@ -594,7 +447,7 @@ class ProducerCore:
         if self.options.sync_push:
             # Every push waits for its own report: hand each over the moment it lands.
             while not self._stop_polling.is_set():
-                self.producer.poll(0.1)
+                self._poll(0.1)
             return
         # Not a blocking poll(): librdkafka reports every delivery, success too
         # (confluent-kafka drops the successes itself, for delivery.report.only.error),
@@ -604,7 +457,14 @@ class ProducerCore:
         # Served in bulk every _REPORT_INTERVAL instead, the reports hold their buffer
         # space that much longer, and failures are heard of that much later.
         while not self._stop_polling.wait(_REPORT_INTERVAL):
-            self.producer.poll(0)
+            self._poll(0)
+
+    def _poll(self, timeout: float) -> None:
+        """Serve reports; a callback that raises must not end the thread that serves them."""
+        try:
+            self.producer.poll(timeout)
+        except Exception:
+            _log.exception("a delivery callback raised; serving the next reports")
 
     def _on_failed_delivery(self, error: KafkaError | None, message: KafkaMessage) -> None:
         # Without sync_push librdkafka reports failures only; with it, every message has
@@ -657,61 +517,11 @@ class ProducerCore:
         An asyncio face reads it on a worker thread first (:meth:`partition_count`),
         so the event loop never waits on the network.
         """
-        return self._balancer is not None and topic not in self._partition_counts
+        return self._balancer is not None and not self._partitions.known(topic)
 
     def partition_count(self, topic: str) -> int:
-        """``topic``'s partition count, for a Python balancer.
-
-        Read from the cluster the first time (blocking); later reads are served
-        from memory, refreshed on a background thread every _METADATA_MAX_AGE.
-        """
-        known = self._partition_counts.get(topic)
-        if known is None:
-            return self._read_partition_count(topic)
-        count, read_at = known
-        if time.monotonic() - read_at >= _METADATA_MAX_AGE:
-            with self._lock:
-                start = topic not in self._refreshing
-                self._refreshing.add(topic)
-            if start:
-                threading.Thread(
-                    target=self._refresh_partition_count,
-                    args=(topic,),
-                    name=f"zeroqueue-pusher-metadata[{topic}]",
-                    daemon=True,
-                ).start()
-        return count
-
-    def _refresh_partition_count(self, topic: str) -> None:
-        try:
-            self._read_partition_count(topic)
-        except PushError as exc:
-            # The count read earlier still serves; the next refresh tries again.
-            _log.warning("could not refresh the partitions of topic %r: %s", topic, exc)
-            known = self._partition_counts.get(topic)
-            if known is not None:
-                self._partition_counts[topic] = (known[0], time.monotonic())
-        finally:
-            with self._lock:
-                self._refreshing.discard(topic)
-
-    def _read_partition_count(self, topic: str) -> int:
-        try:
-            metadata = self.producer.list_topics(topic, timeout=_METADATA_TIMEOUT)
-        except KafkaException as exc:
-            raise PushError(
-                f"cannot read the partitions of topic {topic!r}: {exc.args[0].str()}"
-            ) from exc
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            reason = found.error.str() if found is not None and found.error else "no partitions"
-            raise PushError(
-                f"topic {topic!r} is not available ({reason}); allow_auto_topic_creation "
-                f"is {self.options.allow_auto_topic_creation}"
-            )
-        count = len(found.partitions)
-        self._partition_counts[topic] = (count, time.monotonic())
-        return count
+        """``topic``'s partition count, for a Python balancer (see PartitionCounts)."""
+        return self._partitions.count(topic)
 
 
 # Pushers still open at interpreter exit are flushed, so a script that forgets

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextvars
-import difflib
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
-from zeroqueue._kafka.settings import SASL_MECHANISMS, SaslMechanism, Security
+from zeroqueue._kafka.settings import Brokers, SaslMechanism, Security
+from zeroqueue.conf import _loader
+from zeroqueue.conf._keys import canonical, near_miss
 from zeroqueue.errors import ConfigError
 
 __all__ = ["KqConf"]
@@ -32,13 +31,8 @@ _SERVICE_CONF_KEYS = (
 )
 
 
-# What error messages call the config being validated: "KqConf", or "<file>: <section>".
+# What error messages call the config being validated (from_mapping's ``source``).
 _source: contextvars.ContextVar[str] = contextvars.ContextVar("kqconf_source", default="KqConf")
-
-
-def _canonical(key: str) -> str:
-    """go-zero matches config keys case-insensitively; we also accept snake_case."""
-    return key.replace("_", "").lower()
 
 
 class KqConf(BaseModel):
@@ -46,10 +40,15 @@ class KqConf(BaseModel):
 
     Python attributes are snake_case; mappings and YAML files use go-zero's
     spelling (``Brokers``, ``MinBytes``, ``ForceCommit``), matched without regard
-    to case like go-zero does, or the snake_case names. Invalid values raise
-    :class:`~zeroqueue.errors.ConfigError` naming the field, the value and what is
-    allowed.
+    to case like go-zero does, or the snake_case names. A key KqConf does not
+    declare is ignored, as go-zero does, unless it looks like a typo of one that
+    it does. Invalid values raise :class:`~zeroqueue.errors.ConfigError` naming
+    the field, the value and what is allowed. It nests in a service's own config
+    model (see :mod:`zeroqueue.conf`).
     """
+
+    # zeroqueue.conf's loader leaves the keys of a KqConf section to _match_keys.
+    __zeroqueue_matches_own_keys__: ClassVar[bool] = True
 
     model_config = ConfigDict(
         alias_generator=to_pascal,
@@ -62,7 +61,7 @@ class KqConf(BaseModel):
     )
 
     name: str = Field("", description="the service name; also the Kafka client.id")
-    brokers: list[str] = Field(description="a list of Kafka brokers as host:port")
+    brokers: Brokers = Field(description="a list of Kafka brokers as host:port")
     group: str = Field(description="a consumer group id")
     topic: str | list[str] = Field(
         description="a topic, a list of topics, or a regex starting with ^ such as ^order-.*"
@@ -98,6 +97,10 @@ class KqConf(BaseModel):
     )
 
     def __init__(self, **data: Any) -> None:
+        if _loader.validating.get():
+            # Nested in a config zeroqueue.conf loads: it names the whole key path.
+            super().__init__(**data)
+            return
         try:
             super().__init__(**data)
             return
@@ -128,7 +131,7 @@ class KqConf(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], key: str | None = None) -> KqConf:
-        """Read a KqConf from a go-zero YAML (or JSON) file.
+        """Read a KqConf from a go-zero YAML (or JSON, TOML) file, ``${ENV}`` expanded.
 
         Args:
             path: The config file, e.g. ``etc/config.yaml``.
@@ -136,31 +139,7 @@ class KqConf(BaseModel):
                 the whole file is the KqConf (as in ``conf.MustLoad(file, &kqConf)``).
 
         """
-        file = Path(path)
-        problem = None
-        try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from exc
-        except yaml.MarkedYAMLError as exc:
-            problem = _yaml_problem(exc)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-        if problem is not None:
-            # Raised out of the except block, so without the YAML error as cause or
-            # context: PyYAML's message quotes the offending line, a Password too.
-            raise ConfigError(f"{file}: not valid YAML: {problem}")
-        source = str(file)
-        if key is not None:
-            if not isinstance(document, Mapping):
-                raise ConfigError(f"{file}: expected a mapping with a {key!r} section")
-            found = [k for k in document if isinstance(k, str) and _canonical(k) == _canonical(key)]
-            if not found:
-                raise ConfigError(
-                    f"{file}: no {key!r} section; it has " + ", ".join(map(repr, document))
-                )
-            document, source = document[found[0]], f"{file}: {key}"
-        return cls.from_mapping(document if document is not None else {}, source=source)
+        return _loader.load(path, cls, key=key)
 
     # -- validation -----------------------------------------------------------------
 
@@ -169,15 +148,15 @@ class KqConf(BaseModel):
     def _match_keys(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        fields = {_canonical(name): name for name in cls.model_fields}
-        service_keys = {_canonical(k): k for k in _SERVICE_CONF_KEYS}
+        fields = {canonical(name): name for name in cls.model_fields}
+        service_keys = {canonical(k): k for k in _SERVICE_CONF_KEYS}
         matched: dict[str, Any] = {}
         service: dict[str, Any] = dict(data.get("service") or {})
         for raw_key, value in data.items():
             if raw_key == "service":
                 continue
-            canonical = _canonical(str(raw_key))
-            if canonical == "service":
+            spelling = canonical(str(raw_key))
+            if spelling == "service":
                 # Only the Python attribute takes a mapping; a config file's "Service"
                 # section is not go-zero's: ServiceConf is embedded, its keys top level.
                 raise ValueError(
@@ -185,41 +164,21 @@ class KqConf(BaseModel):
                     + ", ".join(_SERVICE_CONF_KEYS)
                     + ") go at the top level of KqConf"
                 )
-            if canonical in service_keys:
-                service[service_keys[canonical]] = value
-            elif canonical in fields:
-                name = fields[canonical]
+            if spelling in service_keys:
+                service[service_keys[spelling]] = value
+            elif spelling in fields:
+                name = fields[spelling]
                 if name in matched:
                     raise ValueError(f"{raw_key!r} repeats a key already given")
                 matched[name] = value
             else:
                 choices = [to_pascal(n) for n in cls.model_fields if n != "service"]
-                close = difflib.get_close_matches(str(raw_key), choices, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
-                    f"unknown key {raw_key!r}{hint}; known keys: " + ", ".join(choices)
-                )
+                close = near_miss(str(raw_key), [*choices, *_SERVICE_CONF_KEYS])
+                if close is not None:
+                    raise ValueError(f"unknown key {raw_key!r}; did you mean {close!r}?")
+                # Not declared: ignored, as go-zero does (one file may serve other programs).
         matched["service"] = service
         return matched
-
-    @field_validator("brokers", mode="before")
-    @classmethod
-    def _split_brokers(cls, value: Any) -> Any:
-        # "a:9092,b:9092" is a common way to pass brokers through one env variable.
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("brokers")
-    @classmethod
-    def _check_brokers(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one host:port")
-        for broker in value:
-            host, sep, port = broker.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"host:port entries; {broker!r} is not")
-        return value
 
     @field_validator("group")
     @classmethod
@@ -263,43 +222,11 @@ class KqConf(BaseModel):
         )
 
 
-def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
-    """What PyYAML found wrong and where, without the lines it would quote."""
-    parts = []
-    for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
-        if text:
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            parts.append(f"{text}{where}")
-    return ": ".join(parts) or "a syntax error"
-
-
 def _describe(exc: ValidationError, source: str) -> str:
-    """One line per problem: ``source.Field: got <value>; expected <what>``.
+    """One line per problem, as zeroqueue.conf words them (a Password is never shown).
 
-    A Password's value is never shown, only its type.
+    ``source`` is ``KqConf`` for a KqConf built in code: its errors read
+    ``KqConf.Offset: ...``.
     """
-    lines = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(
-            to_pascal(str(part)) if isinstance(part, str) else f"[{part}]" for part in error["loc"]
-        )
-        message = str(error["msg"])
-        for prefix in ("Value error, ", "Input should be "):
-            message = message.removeprefix(prefix)
-        if not location:
-            lines.append(f"{source}: {message}")
-            continue
-        where = f"{source}.{location}"
-        if error["type"] == "missing":
-            field = next(
-                (f for n, f in KqConf.model_fields.items() if to_pascal(n) == location), None
-            )
-            what = field.description if field is not None and field.description else "a value"
-            lines.append(f"{where}: missing; expected {what}")
-            continue
-        if error["type"] == "literal_error" and "sasl" in location.lower():
-            message = " or ".join(repr(m) for m in SASL_MECHANISMS)
-        got = error["input"]
-        shown = f"a value of type {type(got).__name__}" if location == "Password" else repr(got)
-        lines.append(f"{where}: got {shown}; expected {message}")
-    return "\n".join(lines) if len(lines) > 1 else lines[0]
+    where, prefix = ("", (source,)) if source == "KqConf" else (source, ())
+    return _loader.describe(exc.errors(include_url=False), where, prefix=prefix, model=KqConf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -12,19 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Message as KafkaMessage
+from typing_extensions import Self
 
 from zeroqueue._kafka.settings import SaslMechanism
 from zeroqueue.errors import ConfigError, PusherClosedError, PushTimeoutError
-from zeroqueue.kq._producer import (
+from zeroqueue.kq._producer import ProducerCore
+from zeroqueue.kq._push_options import (
     Acks,
     Compression,
     ErrorHandler,
     HeadersArg,
-    ProducerCore,
     ProducerFactory,
     PushOptions,
 )
 from zeroqueue.kq.balancer import Balancer
+from zeroqueue.kq.config import KqConf
+from zeroqueue.kq.pusher_conf import PusherConf
 
 if TYPE_CHECKING:
     from zeroqueue.kq._fastpush import FastPush as _FastPushType
@@ -107,6 +111,29 @@ class _PusherBase:
             self._core.produce if self._core.sends_in_python else self._core.producer.produce
         )
         self._bind_hot_path()
+
+    @classmethod
+    def from_conf(cls, conf: PusherConf | KqConf, **options: Any) -> Self:
+        """A pusher built from a config section: ``Pusher.from_conf(c.kq_pusher_conf)``.
+
+        ``conf`` is a :class:`PusherConf`, or a :class:`KqConf` as go-zero's
+        tutorial reuses for its pusher (its Brokers, Topic, Name and security
+        settings are used). ``options`` are the Pusher's own, and win.
+        """
+        if isinstance(conf, KqConf):
+            if not isinstance(conf.topic, str) or conf.topic.startswith("^"):
+                raise ConfigError(f"Topic: got {conf.topic!r}; expected one topic name to push to")
+            settings: dict[str, Any] = {
+                "username": conf.username,
+                "password": conf.password,
+                "sasl_mechanism": conf.sasl_mechanism,
+                "ca_file": conf.ca_file,
+                "client_id": conf.name,
+            }
+            return cls(conf.brokers, conf.topic, **(settings | options))
+        if not isinstance(conf, PusherConf):
+            raise ConfigError(f"conf: got {type(conf).__name__}; expected a PusherConf or a KqConf")
+        return cls(conf.brokers, conf.topic, **(conf.pusher_options() | options))
 
     def _bind_hot_path(self) -> None:
         """Let the face install a quicker push for the common case (see Pusher)."""
@@ -443,8 +470,10 @@ class AsyncPusher(_PusherBase):
         report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]] = loop.create_future()
 
         def on_delivery(error: KafkaError | None, message: KafkaMessage) -> None:
-            # Runs on the delivery-report thread: hand the verdict to the loop.
-            loop.call_soon_threadsafe(_resolve, report, error, message)
+            # Runs on the delivery-report thread: hand the verdict to the loop, unless
+            # the loop is gone (the push's caller with it): nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, report, error, message)
 
         await self._push_when_room(key, value, headers, on_delivery)
         wait = self._core.options.delivery_timeout + _REPORT_GRACE

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
-from collections.abc import Iterator, Mapping
-from types import FrameType, TracebackType
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
 from typing import Any
 
 from zeroqueue import admin
 from zeroqueue._checks import check_number, check_seconds
 from zeroqueue._kafka.settings import client_settings
+from zeroqueue._signals import install_stop_signals
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import (
     ConsumeErrorHandler,
@@ -174,7 +174,6 @@ class Queue:
         self._lock = threading.Lock()
         self._state = "new"
         self._stopped_before_start = False
-        self._signals = 0
         self._finished = threading.Event()
         self._runner_thread: threading.Thread | None = None
 
@@ -191,8 +190,9 @@ class Queue:
         with self._lock:
             if self._stopped_before_start:
                 # stop() came first (a `with queue.running(): pass` block, a signal):
-                # there is nothing to run.
-                self._stopped_before_start = False
+                # there is nothing to run, now or later.
+                self._state = "stopped"
+                self._finished.set()
                 return
             if self._state != "new":
                 raise RuntimeError(f"Queue.start() called on a queue that is {self._state}")
@@ -205,6 +205,7 @@ class Queue:
                     self.conf.brokers,
                     timeout=self.connect_timeout,
                     kafka_config=self._security_only(),
+                    cancelled=self._stop_requested,
                 )
             self._run()
         finally:
@@ -270,8 +271,11 @@ class Queue:
             missing_topic_timeout=self.connect_timeout,
         )
 
+    def _stop_requested(self) -> bool:
+        return self._state == "stopping"
+
     def _security_only(self) -> dict[str, Any]:
-        keys = ("security.protocol", "sasl.", "ssl.", "enable.ssl")
+        keys = ("security.protocol", "sasl.", "ssl.", "enable.ssl", "oauth_cb")
         return {k: v for k, v in self._settings.items() if k.startswith(keys)}
 
     def stop(self, *, wait: bool = True) -> None:
@@ -291,7 +295,11 @@ class Queue:
             engines = list(self._engines)
         for engine in engines:
             engine.stop()
-        if wait and threading.current_thread() is not self._runner_thread:
+        here = threading.current_thread()
+        # Not from start()'s own thread, nor from a handler or hook the queue runs: the
+        # queue would wait for the very call that waits for it.
+        own = here is self._runner_thread or any(engine.owns(here) for engine in engines)
+        if wait and not own:
             bound = self._engine_options.shutdown_timeout + _STOP_GRACE
             if not self._finished.wait(bound):
                 _log.warning(
@@ -301,40 +309,11 @@ class Queue:
                     bound,
                 )
 
-    def _handle_signals(self) -> Any:
-        """On the main thread, SIGINT/SIGTERM stop the queue; returns the undo.
-
-        An application's own handler for the signal still runs after ours. A
-        second signal while stopping gives up waiting: KeyboardInterrupt leaves
-        start() at once, and in-flight messages stay uncommitted.
-        """
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+    def _handle_signals(self) -> Callable[[], None]:
+        """On the main thread, SIGINT/SIGTERM stop the queue (see zeroqueue._signals)."""
+        if not self.handle_signals:
             return lambda: None
-        previous: dict[int, Any] = {}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            self._signals += 1
-            name = signal.Signals(signum).name
-            if self._signals > 1:
-                restore()
-                _log.warning("received %s again: exiting without waiting", name)
-                raise KeyboardInterrupt
-            _log.info("received %s, stopping", name)
-            self.stop(wait=False)
-            chained = previous.get(signum)
-            if callable(chained) and chained is not signal.default_int_handler:
-                chained(signum, frame)
-
-        previous.update(
-            {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        )
-
-        def restore() -> None:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            previous.clear()
-
-        return restore
+        return install_stop_signals(lambda: self.stop(wait=False), "the queue", _log)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Queue]:
