@@ -35,8 +35,9 @@ from bench._common import (
 from zeroqueue._process import free_port
 from zeroqueue.admin import create_topic, delete_topic
 from zeroqueue.errors import PushError
-from zeroqueue.kq import Pusher, _producer
+from zeroqueue.kq import Pusher
 from zeroqueue.kq import pusher as pusher_module
+from zeroqueue.producer import core as producer_core
 
 PARTITIONS = 8
 KEY_COUNT = 1000
@@ -91,7 +92,7 @@ def scenarios(messages_100b: int, messages_1k: int) -> list[Scenario]:
 
 def pusher_settings(brokers: str, topic: str, options: dict[str, Any]) -> dict[str, Any]:
     """The librdkafka settings a Pusher with ``options`` gives its Producer."""
-    with mock.patch.object(_producer, "Producer", wraps=Producer) as spy:
+    with mock.patch.object(producer_core, "Producer", wraps=Producer) as spy:
         Pusher([brokers], topic, **options).close()
     settings: dict[str, Any] = spy.call_args.args[0]
     return settings

@@ -27,6 +27,7 @@ __all__ = [
     "delete_group",
     "delete_topic",
     "max_message_bytes",
+    "partition_count",
     "wait_for_metadata",
 ]
 
@@ -206,6 +207,33 @@ def _settle(
         raise BrokerUnavailableError(
             f"{doing} on Brokers={list(brokers)} took longer than {timeout}s"
         ) from exc
+
+
+def partition_count(
+    brokers: Sequence[str],
+    topic: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> int:
+    """How many partitions ``topic`` has.
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+        ZeroQueueError: ``topic`` does not exist.
+
+    """
+    client = _admin(brokers, kafka_config)
+    try:
+        found = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise BrokerUnavailableError(
+            f"reading the partitions of {topic!r} from Brokers={list(brokers)} failed: "
+            f"{exc.args[0].str() if exc.args else exc}"
+        ) from exc
+    if found is None or found.error is not None or not found.partitions:
+        raise ZeroQueueError(f"topic {topic!r} does not exist on Brokers={list(brokers)}")
+    return len(found.partitions)
 
 
 def max_message_bytes(

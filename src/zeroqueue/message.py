@@ -9,10 +9,14 @@ from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.errors import DecodeError
 
-__all__ = ["Headers", "Message", "decode_text"]
+__all__ = ["ATTEMPTS_HEADER", "Headers", "Message", "decode_text"]
 
 #: Kafka headers in order; a name may repeat.
 Headers = tuple[tuple[str, bytes | None], ...]
+
+#: Attempts made on a message before this delivery, as a retry topic's message carries
+#: them (Spring Kafka's header: a 4-byte big-endian int).
+ATTEMPTS_HEADER = "retry_topic-attempts"
 
 
 def decode_text(data: bytes | None, what: str, topic: str, partition: int, offset: int) -> str:
@@ -38,6 +42,8 @@ class Message:
     ``key_str`` and ``value_str`` decode them as UTF-8. ``timestamp`` is in
     seconds since the epoch. On a message that failed to be produced,
     ``partition`` and ``offset`` are -1 when Kafka never assigned them.
+    ``attempt`` counts the tries to handle it, this one included: 1 the first
+    time, more on a retry in place or from a retry topic.
     """
 
     topic: str
@@ -47,6 +53,7 @@ class Message:
     value: bytes | None
     headers: Headers = field(default=())
     timestamp: float | None = None
+    attempt: int = 1
 
     @property
     def key_str(self) -> str:
@@ -76,8 +83,8 @@ class Message:
         return None
 
     @classmethod
-    def from_kafka(cls, record: KafkaMessage) -> Message:
-        """Copy a confluent-kafka message into a Message."""
+    def from_kafka(cls, record: KafkaMessage, attempt: int = 1) -> Message:
+        """Copy a confluent-kafka message into a Message; ``attempt`` counts this delivery's."""
         kind, millis = record.timestamp()
         headers = record.headers()
         partition = record.partition()
@@ -90,6 +97,7 @@ class Message:
             value=record.value(),
             headers=_headers(headers),
             timestamp=None if kind == TIMESTAMP_NOT_AVAILABLE else millis / 1000.0,
+            attempt=attempt + _earlier_attempts(headers),
         )
 
     def __repr__(self) -> str:
@@ -97,6 +105,19 @@ class Message:
             f"Message(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
             f"key={self.key!r}, value={_preview(self.value)})"
         )
+
+
+def _earlier_attempts(raw: object) -> int:
+    """Attempts a retry topic's message records (its last ATTEMPTS_HEADER), else 0."""
+    if not raw:
+        return 0
+    found = None
+    for name, value in raw:  # type: ignore[attr-defined]
+        if name == ATTEMPTS_HEADER:
+            found = value
+    if isinstance(found, bytes) and len(found) == 4:
+        return int.from_bytes(found, "big", signed=True)
+    return 0
 
 
 def _headers(raw: object) -> Headers:

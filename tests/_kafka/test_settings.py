@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError
 
 from zeroqueue import ConfigError
 from zeroqueue._kafka.settings import ClientErrors, Refusal, Security, refusal_of
-from zeroqueue.kq._push_options import PushOptions
+from zeroqueue.producer.options import PushOptions
 
 PASSWORD = "hunter2-Secr3t-0b7e"
 

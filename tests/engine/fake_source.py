@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import Message as KafkaMessage
@@ -34,9 +33,9 @@ class FakeSource:
     def __init__(self, listener: RebalanceListener, partitions: Sequence[TopicPartitionKey]):
         self.listener = listener
         self.partitions = list(partitions)
-        self._records: dict[TopicPartitionKey, deque[KafkaMessage]] = {
-            key: deque() for key in partitions
-        }
+        # Every record of a partition, and the position of the next to fetch.
+        self._records: dict[TopicPartitionKey, list[KafkaMessage]] = {key: [] for key in partitions}
+        self._position = dict.fromkeys(partitions, 0)
         self._next_offset = dict.fromkeys(partitions, 0)
         self._changed = threading.Condition()
         self.assigned = False
@@ -50,14 +49,31 @@ class FakeSource:
 
     # -- what a test does -----------------------------------------------------------
 
-    def add(self, values: Sequence[str], *, partition: int = 0, key: str = "k") -> None:
-        """Append messages to ``partition`` of topic ``t``."""
+    def add(
+        self,
+        values: Sequence[str],
+        *,
+        partition: int = 0,
+        key: str = "k",
+        topic: str = "t",
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        """Append messages to ``partition`` of ``topic``."""
         with self._changed:
-            tp = ("t", partition)
+            tp = (topic, partition)
             for value in values:
                 offset = self._next_offset[tp]
                 self._next_offset[tp] = offset + 1
-                self._records[tp].append(record(partition, offset, value, key))
+                self._records[tp].append(
+                    KafkaMessage(
+                        topic=topic,
+                        partition=partition,
+                        offset=offset,
+                        key=key.encode(),
+                        value=value.encode(),
+                        headers=headers,
+                    )
+                )
             self._changed.notify_all()
 
     def committed(self, partition: int = 0) -> int | None:
@@ -78,9 +94,14 @@ class FakeSource:
         with self._changed:
             while True:
                 batch: list[KafkaMessage] = []
-                for tp, queue in self._records.items():
-                    while queue and tp not in self.paused and len(batch) < max_messages:
-                        batch.append(queue.popleft())
+                for tp, stored in self._records.items():
+                    while (
+                        self._position[tp] < len(stored)
+                        and tp not in self.paused
+                        and len(batch) < max_messages
+                    ):
+                        batch.append(stored[self._position[tp]])
+                        self._position[tp] += 1
                 left = deadline - time.monotonic()
                 if batch or left <= 0:
                     return batch
@@ -99,6 +120,10 @@ class FakeSource:
 
     def pause(self, partitions: Sequence[TopicPartitionKey]) -> None:
         self.paused.update(partitions)
+
+    def seek(self, partition: TopicPartitionKey, offset: int) -> None:
+        with self._changed:
+            self._position[partition] = offset
 
     def resume(self, partitions: Sequence[TopicPartitionKey]) -> None:
         self.paused.difference_update(partitions)

@@ -31,9 +31,9 @@ from zeroqueue import (
     admin,
 )
 from zeroqueue._process import free_port
-from zeroqueue.kq import _partitions as partitions_module
 from zeroqueue.kq import pusher as pusher_module
-from zeroqueue.kq._push_options import HeadersArg
+from zeroqueue.producer import partitions as partitions_module
+from zeroqueue.producer.options import HeadersArg
 
 # The C FastPush the Pusher uses, or None where zeroqueue.kq._fastpush is not built.
 try:

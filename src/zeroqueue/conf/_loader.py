@@ -17,7 +17,7 @@ from zeroqueue.conf._files import read_document
 from zeroqueue.conf._keys import canonical, near_miss
 from zeroqueue.errors import ConfigError
 
-__all__ = ["at", "describe", "from_mapping", "load"]
+__all__ = ["at", "describe", "from_mapping", "load", "match_keys"]
 
 T = TypeVar("T")
 #: A path of keys (and list indexes) from the root of a config.
@@ -107,6 +107,11 @@ def at(source: str, path: KeyPath) -> str:
     if not source:
         return shown
     return f"{source}: {shown}" if shown else source
+
+
+def match_keys(data: Mapping[str, Any], model: Any, typos: list[tuple[KeyPath, str]]) -> Any:
+    """``data`` with its keys matched to ``model``'s fields; typos are added to ``typos``."""
+    return _match(data, model, (), {}, typos)
 
 
 # -- matching keys to fields ---------------------------------------------------------

@@ -6,13 +6,15 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_pascal
 
 from zeroqueue.conf._durations import Duration
+from zeroqueue.conf._loader import match_keys
 
 __all__ = [
     "Conf",
@@ -30,10 +32,26 @@ class Conf(BaseModel):
 
     ``kq_consumer_conf: KqConf`` is read from ``KqConsumerConf:`` (or any case of
     it, or ``kq_consumer_conf:``). Subclass it for your service's Config, as a
-    go-zero Config struct embeds ``rest.RestConf`` and others.
+    go-zero Config struct embeds ``rest.RestConf`` and others. Built from a
+    mapping in any way (not only by :func:`~zeroqueue.conf.load`), it matches
+    keys go-zero's way: without regard to case, ignoring undeclared keys, and
+    refusing a typo of a declared one.
     """
 
     model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_zero_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        typos: list[tuple[tuple[str | int, ...], str]] = []
+        matched = match_keys(data, cls, typos)
+        if typos:
+            raise ValueError(
+                "; ".join(f"{'.'.join(map(str, path))}: {problem}" for path, problem in typos)
+            )
+        return matched
 
 
 class LogConf(Conf):

@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.executors import Executor, make_executor
 from zeroqueue.engine.governor import Governor
-from zeroqueue.engine.handlers import FailurePolicyLike, HandlerSpec, MetricsHook
+from zeroqueue.engine.handlers import FailurePolicyLike, HandlerSpec, ObserveHook
 from zeroqueue.engine.lanes import Lane, Ordering, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
@@ -28,7 +29,7 @@ from zeroqueue.engine.source import RebalanceListener, Source, TopicPartitionKey
 from zeroqueue.engine.watchdog import SlowHandlingWatch
 from zeroqueue.errors import ConsumeError
 
-__all__ = ["ConnEngine", "EngineOptions"]
+__all__ = ["ConnEngine", "EngineOptions", "HoldBack"]
 
 _log = logging.getLogger("zeroqueue.engine")
 
@@ -58,6 +59,20 @@ FIRST_DIRECT_BATCH = 10
 SLOW_HANDLING = 4 * INLINE_BUDGET
 
 
+class HoldBack(Protocol):
+    """Which fetched records are not due yet (a retry topic's): the engine holds them back.
+
+    A held partition is paused and sought back to its first record not due, then
+    resumed once that record is due: no busy loop, and the partitions of other
+    topics keep flowing. Records of one partition must fall due in offset order.
+    """
+
+    topics: frozenset[str]
+
+    def due(self, record: KafkaMessage) -> float:
+        """When ``record`` is due, in ``time.time()`` seconds (0: now)."""
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Knobs of one conn engine (validated by the Queue that builds it)."""
@@ -83,10 +98,14 @@ class ConnEngine(RebalanceListener):
         options: EngineOptions,
         *,
         name: str,
-        metrics: MetricsHook | None = None,
+        metrics: ObserveHook | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        hold_back: HoldBack | None = None,
     ) -> None:
         self.name = name
+        self._hold_back = hold_back
+        # Partitions held back, and when (time.time()) their first record is due.
+        self._held: dict[TopicPartitionKey, float] = {}
         self.options = options
         self._source_factory = source_factory
         lane_count = options.processors * LANES_PER_PROCESSOR
@@ -198,6 +217,8 @@ class ConnEngine(RebalanceListener):
             if now >= next_commit:
                 self._commit(wait=False)
                 next_commit = now + options.commit_interval
+            if self._held:
+                self._release_due(source)
             inline = executor.inline
             if was_inline and not inline:
                 # The fetch thread stops running lanes (a probe begins; the limit may be
@@ -211,7 +232,7 @@ class ConnEngine(RebalanceListener):
             wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
             if self._paused:
                 if in_flight <= low_water:
-                    source.resume(list(self._progress))
+                    source.resume([key for key in self._progress if key not in self._held])
                     self._paused = False
                     continue
                 # Paused: polling only serves group events (and stray records).
@@ -253,7 +274,47 @@ class ConnEngine(RebalanceListener):
                 # Nothing queued: lanes taken before the switch to inline still run.
                 board.wait(ready, min(0.05, left))
 
+    def _release_due(self, source: Source) -> None:
+        """Resume held partitions whose first record is due (the fetch wait is the tick)."""
+        wall = time.time()
+        due = [key for key, at in self._held.items() if at <= wall]
+        for key in due:
+            del self._held[key]
+        if due and not self._paused:
+            source.resume(due)
+
+    def _hold(self, records: list[KafkaMessage]) -> list[KafkaMessage]:
+        """Leave out records not due yet, and what follows them in their partition."""
+        hold_back, source = self._hold_back, self._source
+        assert hold_back is not None
+        assert source is not None
+        topics, wall = hold_back.topics, time.time()
+        ready: list[KafkaMessage] = []
+        cut: dict[TopicPartitionKey, tuple[int, float]] = {}
+        for record in records:
+            topic = record.topic()
+            if topic in topics:
+                key = (topic or "", record.partition() or 0)
+                if key in cut:
+                    continue
+                due = hold_back.due(record)
+                if due > wall:
+                    offset = record.offset()
+                    cut[key] = (-1 if offset is None else offset, due)
+                    continue
+            ready.append(record)
+        for key, (offset, due) in cut.items():
+            if key not in self._progress:
+                continue  # revoked meanwhile
+            source.pause([key])
+            source.seek(key, offset)
+            self._held[key] = due
+            _log.debug("%s: %s[%d]@%d held back %.1fs", self.name, *key, offset, due - wall)
+        return ready
+
     def _dispatch(self, records: list[KafkaMessage]) -> None:
+        if self._hold_back is not None and records:
+            records = self._hold(records)
         if self._left_in_fetch:
             # Records fetched before a revoke (or loss) that ran inside this fetch are
             # no longer ours: the next owner starts from our last commit. (Getting a
@@ -344,6 +405,7 @@ class ConnEngine(RebalanceListener):
         for progress in leaving:
             progress.revoked = True
             del self._progress[(progress.topic, progress.partition)]
+            self._held.pop((progress.topic, progress.partition), None)
         self.assignment = tuple(self._progress)
         if not drained:
             _log.warning(
@@ -359,6 +421,7 @@ class ConnEngine(RebalanceListener):
         """Partitions were lost: stop handling them, nothing can be committed."""
         self._left_in_fetch = True
         for key in partitions:
+            self._held.pop(key, None)
             progress = self._progress.pop(key, None)
             if progress is not None:
                 progress.revoked = True

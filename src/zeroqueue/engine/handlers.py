@@ -31,7 +31,9 @@ __all__ = [
     "Handler",
     "HandlerSpec",
     "MetricsHook",
+    "ObserveHook",
     "as_consume_error",
+    "positional_count",
     "refuse_awaitable",
     "resolve_handler",
 ]
@@ -56,10 +58,30 @@ Handler: TypeAlias = (
     | ConsumeHandler
     | Any
 )
-#: ``error_handler(message, error)``: called for every failed handling attempt.
-ConsumeErrorHandler: TypeAlias = Callable[[Message, BaseException], object]
-#: ``metrics(topic, partition, seconds, error)``: called after each message is handled.
-MetricsHook: TypeAlias = Callable[[str, int, float, "BaseException | None"], object]
+#: ``error_handler(message, error)``: called for every failed handling attempt; with a
+#: third parameter, also told what became of it (``"retrying"``, ``"dead-lettered"``, ...).
+ConsumeErrorHandler: TypeAlias = (
+    Callable[[Message, BaseException], object] | Callable[[Message, BaseException, str], object]
+)
+#: ``metrics(topic, partition, seconds, error)``: called after each message is handled;
+#: with a fifth parameter, also told its outcome (``"handled"``, ``"dead-lettered"``, ...).
+MetricsHook: TypeAlias = (
+    Callable[[str, int, float, "BaseException | None"], object]
+    | Callable[[str, int, float, "BaseException | None", str], object]
+)
+#: What the engine calls after each message: the four-parameter form.
+ObserveHook: TypeAlias = Callable[[str, int, float, "BaseException | None"], object]
+
+
+def positional_count(hook: Callable[..., Any]) -> int:
+    """How many positional arguments ``hook`` takes (many for ``*args``; 0 if unknown)."""
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return 99
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 @dataclass(frozen=True)
@@ -71,10 +93,14 @@ class HandlerSpec:
     takes_message: bool
     name: str
 
-    def call(self, record: KafkaMessage) -> Any:
-        """Call the handler on one record (returns an awaitable for async handlers)."""
+    def call(self, record: KafkaMessage, attempt: int = 1) -> Any:
+        """Call the handler on one record (returns an awaitable for async handlers).
+
+        ``attempt`` counts the tries of this delivery (a Message handler sees the
+        total in ``message.attempt``, earlier deliveries from a retry topic included).
+        """
         if self.takes_message:
-            return self.func(Message.from_kafka(record))
+            return self.func(Message.from_kafka(record, attempt))
         topic, partition, offset = record.topic() or "", record.partition() or 0, record.offset()
         where = (topic, partition, -1 if offset is None else offset)
         return self.func(
@@ -223,6 +249,8 @@ class FailurePolicy:
     ) -> None:
         self.force_commit = force_commit
         self.error_handler = error_handler
+        # An error_handler(message, error, outcome) also hears what became of it.
+        self._with_outcome = error_handler is not None and positional_count(error_handler) >= 3
         self.retry_backoff = retry_backoff
         self.max_retry_backoff = max_retry_backoff
 
@@ -244,7 +272,11 @@ class FailurePolicy:
             )
         else:
             try:
-                self.error_handler(message, error)
+                if self._with_outcome:
+                    outcome = "skipped" if delay is None else "retrying"
+                    self.error_handler(message, error, outcome)  # type: ignore[call-arg]
+                else:
+                    self.error_handler(message, error)  # type: ignore[call-arg]
             except Exception:
                 _log.exception(
                     "error_handler raised while reporting %s[%d]@%d",

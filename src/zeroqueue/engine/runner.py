@@ -21,7 +21,7 @@ from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import (
     FailurePolicyLike,
     HandlerSpec,
-    MetricsHook,
+    ObserveHook,
     as_consume_error,
     refuse_awaitable,
 )
@@ -95,7 +95,7 @@ class LaneRunner:
         handler: HandlerSpec,
         policy: FailurePolicyLike,
         *,
-        metrics: MetricsHook | None = None,
+        metrics: ObserveHook | None = None,
         governor: Governor | None = None,
         watch: SlowHandlingWatch | None = None,
     ) -> None:
@@ -444,11 +444,11 @@ class LaneRunner:
             if self._pause(delay) or progress.revoked:
                 return _GAVE_UP
             try:
-                result = self.handler.call(record)
+                result = self.handler.call(record, attempt + 1)
             except BaseException as exc:
                 attempt += 1
                 error = as_consume_error(record, exc)
-                delay = self.policy.failed(Message.from_kafka(record), error, attempt)
+                delay = self.policy.failed(Message.from_kafka(record, attempt), error, attempt)
                 continue
             if result is not None:
                 refuse_awaitable(result, self.handler)  # a bug: stops the queue
@@ -528,14 +528,14 @@ class LaneRunner:
     ) -> BaseException | None:
         attempt = 1
         while True:
-            delay = self.policy.failed(Message.from_kafka(record), error, attempt)
+            delay = self.policy.failed(Message.from_kafka(record, attempt), error, attempt)
             if delay is None:
                 return error
             await self._pause_async(delay)
             if self.stopping or progress.revoked:
                 return _GAVE_UP
             try:
-                await self.handler.call(record)
+                await self.handler.call(record, attempt + 1)
                 return None
             except BaseException as exc:
                 _reraise_own_cancellation(exc)

@@ -70,6 +70,9 @@ class Source(Protocol):
     def resume(self, partitions: Sequence[TopicPartitionKey]) -> None:
         """Fetch these partitions again."""
 
+    def seek(self, partition: TopicPartitionKey, offset: int) -> None:
+        """Fetch ``partition`` from ``offset`` next (what was prefetched past it is dropped)."""
+
     def close(self) -> None:
         """Leave the group and release the client."""
 
@@ -246,6 +249,10 @@ class KafkaSource:
         """Fetch ``partitions`` again."""
         if partitions:
             self._consumer.resume(_partitions(partitions))
+
+    def seek(self, partition: TopicPartitionKey, offset: int) -> None:
+        """Fetch ``partition`` from ``offset`` next (a held-back message is fetched again)."""
+        self._consumer.seek(TopicPartition(partition[0], partition[1], offset))
 
     def close(self) -> None:
         """Leave the group (revoke callbacks run first) and release the consumer."""

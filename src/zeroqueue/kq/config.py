@@ -14,6 +14,7 @@ from zeroqueue._kafka.settings import Brokers, SaslMechanism, Security
 from zeroqueue.conf import _loader
 from zeroqueue.conf._keys import canonical, near_miss
 from zeroqueue.errors import ConfigError
+from zeroqueue.retry._conf import RetryConf
 
 __all__ = ["KqConf"]
 
@@ -90,6 +91,9 @@ class KqConf(BaseModel):
     )
     commit_in_order: bool = Field(
         False, description="accepted for go-queue files; zeroqueue always commits in order"
+    )
+    retry: RetryConf | None = Field(
+        None, description="tries in place, retry topics and a dead-letter topic (Retry:)"
     )
     service: dict[str, Any] = Field(
         default_factory=dict,
@@ -211,6 +215,15 @@ class KqConf(BaseModel):
     def topics(self) -> list[str]:
         """The subscription: topic names and ``^regex`` patterns."""
         return [self.topic] if isinstance(self.topic, str) else list(self.topic)
+
+    def security_options(self) -> dict[str, Any]:
+        """The Pusher options that reach the same cluster the same way (SASL, TLS)."""
+        return {
+            "username": self.username,
+            "password": self.password,
+            "sasl_mechanism": self.sasl_mechanism,
+            "ca_file": self.ca_file,
+        }
 
     def security(self) -> Security:
         """SASL and TLS settings from Username, Password, SaslMechanism and CaFile."""

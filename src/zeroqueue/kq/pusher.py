@@ -17,8 +17,11 @@ from typing_extensions import Self
 
 from zeroqueue._kafka.settings import SaslMechanism
 from zeroqueue.errors import ConfigError, PusherClosedError, PushTimeoutError
-from zeroqueue.kq._producer import ProducerCore
-from zeroqueue.kq._push_options import (
+from zeroqueue.kq.config import KqConf
+from zeroqueue.kq.pusher_conf import PusherConf
+from zeroqueue.producer.balancer import Balancer
+from zeroqueue.producer.core import ProducerCore
+from zeroqueue.producer.options import (
     Acks,
     Compression,
     ErrorHandler,
@@ -26,9 +29,6 @@ from zeroqueue.kq._push_options import (
     ProducerFactory,
     PushOptions,
 )
-from zeroqueue.kq.balancer import Balancer
-from zeroqueue.kq.config import KqConf
-from zeroqueue.kq.pusher_conf import PusherConf
 
 if TYPE_CHECKING:
     from zeroqueue.kq._fastpush import FastPush as _FastPushType

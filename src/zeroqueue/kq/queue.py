@@ -25,7 +25,12 @@ from zeroqueue.engine.handlers import (
 from zeroqueue.engine.lanes import Ordering
 from zeroqueue.engine.source import KafkaSource, RebalanceListener, Source, SourceFactory
 from zeroqueue.errors import ConfigError, ZeroQueueError
+from zeroqueue.kq._failures import FailureHooks
 from zeroqueue.kq.config import KqConf
+from zeroqueue.producer.options import PushOptions
+from zeroqueue.retry._conf import RetryConf
+from zeroqueue.retry._gate import RetryGate
+from zeroqueue.retry._router import RetryRouter
 
 __all__ = ["Queue"]
 
@@ -79,7 +84,10 @@ class Queue:
             a seam for an in-memory stand-in in tests.
         failure_policy: Decides what a failed message becomes (retried after a
             pause, or counted handled); by default ForceCommit's, with
-            ``error_handler`` and the retry backoff options.
+            ``error_handler`` and the retry backoff options, or, with a
+            ``Retry`` section, retry topics and a dead-letter topic.
+        retry: Tries in place, retry topics and a dead-letter topic
+            (:class:`~zeroqueue.retry.RetryConf`); overrides ``conf.retry``.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class Queue:
         kafka_config: Mapping[str, Any] | None = None,
         source_factory: SourceFactory | None = None,
         failure_policy: FailurePolicyLike | None = None,
+        retry: RetryConf | None = None,
     ) -> None:
         if not isinstance(conf, KqConf):
             raise ConfigError(f"conf: got {type(conf).__name__}; expected a KqConf")
@@ -132,12 +141,45 @@ class Queue:
         self.handler = resolve_handler(handler)
         self.connect_timeout = connect_timeout
         self.handle_signals = bool(handle_signals)
-        self._metrics = metrics
-        self._policy: FailurePolicyLike = failure_policy or FailurePolicy(
-            force_commit=conf.force_commit,
-            error_handler=error_handler,
-            retry_backoff=retry_backoff,
-            max_retry_backoff=max(max_retry_backoff, retry_backoff),
+        hooks = FailureHooks(error_handler, metrics)
+        self._metrics = hooks.metrics_hook()
+        self.retry = retry if retry is not None else conf.retry
+        self._router: RetryRouter | None = None
+        self._topics = list(conf.topics)
+        if self.retry is not None:
+            if self.retry.moves_messages and any(t.startswith("^") for t in conf.topics):
+                raise ConfigError(
+                    f"Retry: got retry or dead-letter topics with Topic={conf.topic!r}; expected"
+                    " named topics (a ^regex subscription has no fixed topics to retry from)"
+                )
+            self._router = RetryRouter(
+                self.retry,
+                brokers=conf.brokers,
+                source_topics=conf.topics,
+                group=conf.group,
+                force_commit=conf.force_commit,
+                report=hooks.report,
+                push_options=PushOptions(
+                    sync_push=True,
+                    **conf.security_options(),
+                    client_id=f"{conf.name or 'zeroqueue'}-retry",
+                ),
+            )
+            self._topics += self._router.retry_topics
+        self._policy: FailurePolicyLike = (
+            failure_policy
+            or self._router
+            or FailurePolicy(
+                force_commit=conf.force_commit,
+                error_handler=error_handler,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max(max_retry_backoff, retry_backoff),
+            )
+        )
+        self._hold_back = (
+            RetryGate(self._router.retry_topics)
+            if self._router is not None and self._router.retry_topics
+            else None
         )
         self._source_factory: SourceFactory = source_factory or KafkaSource
         self._engine_options = EngineOptions(
@@ -147,7 +189,7 @@ class Queue:
             shutdown_timeout=shutdown_timeout,
             ordering=ordering,
             unordered_keyless=unordered_keyless,
-            multi_topic=len(conf.topics) > 1 or conf.topics[0].startswith("^"),
+            multi_topic=len(self._topics) > 1 or conf.topics[0].startswith("^"),
             adaptive=bool(adaptive),
         )
         session_ms = int(session_timeout * 1000)
@@ -207,8 +249,11 @@ class Queue:
                     kafka_config=self._security_only(),
                     cancelled=self._stop_requested,
                 )
+                self._create_retry_topics()
             self._run()
         finally:
+            if self._router is not None:
+                self._router.close()
             with self._lock:
                 self._state = "stopped"
             self._finished.set()
@@ -226,6 +271,7 @@ class Queue:
                     self._engine_options,
                     name=f"{name}-conn-{index}" if self.conf.conns > 1 else name,
                     metrics=self._metrics,
+                    hold_back=self._hold_back,
                 )
                 for index in range(self.conf.conns)
             ]
@@ -266,10 +312,28 @@ class Queue:
     def _make_source(self, listener: RebalanceListener) -> Source:
         return self._source_factory(
             dict(self._settings),
-            self.conf.topics,
+            self._topics,
             listener,
             missing_topic_timeout=self.connect_timeout,
         )
+
+    def _create_retry_topics(self) -> None:
+        """Create the retry and dead-letter topics that do not exist yet."""
+        router, retry = self._router, self.retry
+        if router is None or retry is None or not retry.moves_messages:
+            return
+        security = self._security_only()
+        wanted = [*router.retry_topics]
+        if retry.dead_letter_topic:
+            wanted.append(retry.dead_letter_topic)
+        partitions = retry.retry_topic_partitions or max(
+            admin.partition_count(self.conf.brokers, topic, kafka_config=security)
+            for topic in self.conf.topics
+        )
+        for topic in wanted:
+            admin.create_topic(
+                self.conf.brokers, topic, partitions=partitions, kafka_config=security
+            )
 
     def _stop_requested(self) -> bool:
         return self._state == "stopping"

@@ -31,20 +31,20 @@ from zeroqueue.errors import (
     PushError,
     PushTimeoutError,
 )
-from zeroqueue.kq._partitions import PartitionCounts
-from zeroqueue.kq._push_options import (
-    HeadersArg,
-    KafkaProducer,
-    ProducerFactory,
-    PushOptions,
-)
-from zeroqueue.kq.balancer import (
+from zeroqueue.message import Message
+from zeroqueue.producer.balancer import (
     BalancerFunc,
     LeastBytesBalancer,
     librdkafka_partitioner,
     python_balancer,
 )
-from zeroqueue.message import Message
+from zeroqueue.producer.options import (
+    HeadersArg,
+    KafkaProducer,
+    ProducerFactory,
+    PushOptions,
+)
+from zeroqueue.producer.partitions import PartitionCounts
 
 __all__ = ["ProducerCore"]
 

@@ -1,4 +1,4 @@
-"""The ``zeroqueue`` command line: ``run``, ``dev``, ``demo``, ``kafka-libs``."""
+"""The main commands: ``run``, ``dev``, ``demo``, ``kafka-libs``."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from typing import Any, Literal, Protocol, TypeAlias
 from zeroqueue._checks import check_number, check_seconds
 from zeroqueue._kafka.settings import SaslMechanism
 from zeroqueue.errors import ConfigError, PushError
-from zeroqueue.kq.balancer import Balancer, librdkafka_partitioner
 from zeroqueue.message import Message
+from zeroqueue.producer.balancer import Balancer, librdkafka_partitioner
 
 __all__ = [
     "Acks",

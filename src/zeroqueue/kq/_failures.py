@@ -1,0 +1,91 @@
+"""A Queue's error_handler and metrics hooks, told what became of each failure.
+
+Both hooks keep go-queue's shapes, ``error_handler(message, error)`` and
+``metrics(topic, partition, seconds, error)``; one with a parameter more
+(``outcome``) also hears whether a failure was retried in place, moved to a
+retry topic, dead-lettered or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from zeroqueue.engine.handlers import (
+    ConsumeErrorHandler,
+    MetricsHook,
+    ObserveHook,
+    positional_count,
+)
+from zeroqueue.message import Message
+from zeroqueue.retry import RetryLater
+
+__all__ = ["FailureHooks"]
+
+_log = logging.getLogger("zeroqueue.engine")
+
+
+class FailureHooks:
+    """Calls the user's hooks (or logs) for each failed attempt and handled message."""
+
+    def __init__(self, error_handler: ConsumeErrorHandler | None, metrics: MetricsHook | None):
+        self._error_handler = error_handler
+        self._error_outcome = error_handler is not None and positional_count(error_handler) >= 3
+        self._metrics = metrics
+        self._metrics_outcome = metrics is not None and positional_count(metrics) >= 5
+        # The last failure's outcome on this thread: the metrics call for the same
+        # message follows it on the same thread.
+        self._last = threading.local()
+
+    def report(self, message: Message, error: BaseException, outcome: str) -> None:
+        """A failed attempt and what became of it (a RetryRouter's report)."""
+        self._last.outcome = outcome
+        handler = self._error_handler
+        if handler is None:
+            self._log(message, error, outcome)
+            return
+        try:
+            if self._error_outcome:
+                handler(message, error, outcome)  # type: ignore[call-arg]
+            else:
+                handler(message, error)  # type: ignore[call-arg]
+        except Exception:
+            _log.exception(
+                "error_handler raised while reporting %s[%d]@%d",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+
+    def metrics_hook(self) -> ObserveHook | None:
+        """The hook to give the engine: the user's, with the outcome if it asks for it."""
+        metrics = self._metrics
+        if metrics is None or not self._metrics_outcome:
+            return metrics  # type: ignore[return-value]  # the four-parameter form
+        last = self._last
+
+        def with_outcome(topic: str, partition: int, seconds: float, error: Any) -> object:
+            outcome = "handled" if error is None else getattr(last, "outcome", "failed")
+            return metrics(topic, partition, seconds, error, outcome)  # type: ignore[call-arg]
+
+        return with_outcome
+
+    @staticmethod
+    def _log(message: Message, error: BaseException, outcome: str) -> None:
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        if isinstance(error, RetryLater):
+            # Asked for by the handler: not an error.
+            _log.info("%s (key %r): %s; %s", where, message.key, error, outcome)
+            return
+        level = logging.WARNING if outcome in ("retry-topic", "dead-lettered") else logging.ERROR
+        _log.log(
+            level,
+            "handling %s (key %r) failed on attempt %d, %s: %s",
+            where,
+            message.key,
+            message.attempt,
+            outcome,
+            error,
+            exc_info=error if level == logging.ERROR else None,
+        )

@@ -1,0 +1,170 @@
+"""RetryConf, retry topic names, headers, and the RetryRouter's decisions (no broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from zeroqueue import ConfigError, DecodeError, KqConf, Message, PushError
+from zeroqueue.producer.options import PushOptions
+from zeroqueue.retry import DeadLetter, RetryConf, RetryLater, retry_topic_name
+from zeroqueue.retry import headers as h
+from zeroqueue.retry._router import RetryRouter
+
+
+def test_a_retry_section_loads_from_go_zero_keys() -> None:
+    conf = KqConf.from_mapping(
+        {
+            "Brokers": ["b:1"],
+            "Group": "billing",
+            "Topic": "orders",
+            "Retry": {
+                "Attempts": 2,
+                "backoff": "250ms",
+                "Delays": ["10s", "1m"],
+                "DeadLetterTopic": "orders.dlt",
+            },
+        }
+    )
+    assert conf.retry is not None
+    assert (conf.retry.attempts, conf.retry.backoff) == (2, 0.25)
+    assert conf.retry.delays == [10.0, 60.0]
+    assert conf.retry.dead_letter_topic == "orders.dlt"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"Atempts": 2}, r"unknown key; did you mean 'Attempts'"),
+        ({"Delays": ["soon"]}, r"Retry.Delays\[0\]: got 'soon'; expected a duration"),
+        ({"Delays": ["0s"]}, "every delay must be longer than 0"),
+        ({"Backoff": "2s", "MaxBackoff": "1s"}, "MaxBackoff=1.0s is shorter than Backoff=2.0s"),
+        ({"Attempts": 0}, r"Retry.Attempts: got 0; expected greater than or equal to 1"),
+    ],
+)
+def test_a_bad_retry_section_names_the_key(section: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        KqConf.from_mapping({"Brokers": ["b:1"], "Group": "g", "Topic": "t", "Retry": section})
+
+
+def test_retry_topics_are_named_after_the_topic_the_group_and_the_delay() -> None:
+    assert retry_topic_name("orders", "billing", 10) == "orders.billing.retry-10s"
+    assert retry_topic_name("orders", "billing", 60) == "orders.billing.retry-1m"
+    assert retry_topic_name("orders", "billing", 0.5) == "orders.billing.retry-500ms"
+    # a group name Kafka would not take in a topic name is made safe
+    assert retry_topic_name("orders", "team a/b", 3600) == "orders.team_a_b.retry-1h"
+
+
+def test_headers_are_spring_kafkas_binary_numbers() -> None:
+    assert h.encode_int(3) == b"\x00\x00\x00\x03"
+    assert h.decode_int(h.encode_int(-2)) == -2
+    assert h.decode_int(h.encode_long(1_700_000_000_000)) == 1_700_000_000_000
+    assert h.decode_int(b"12") == 12
+    assert h.decode_int(None) is None
+    assert h.ORIGINAL_TOPIC == "kafka_dlt-original-topic"
+    assert h.ATTEMPTS == "retry_topic-attempts"
+
+
+class _Router(RetryRouter):
+    """A RetryRouter that records its moves instead of pushing them."""
+
+    def __init__(self, conf: RetryConf, *, force_commit: bool = True) -> None:
+        self.reports: list[tuple[str, str]] = []
+        super().__init__(
+            conf,
+            brokers=["127.0.0.1:1"],
+            source_topics=["orders"],
+            group="g",
+            force_commit=force_commit,
+            report=lambda message, error, outcome: self.reports.append((str(error), outcome)),
+            push_options=PushOptions(sync_push=True),
+        )
+        self.moves: list[tuple[str, dict[str, bytes]]] = []
+
+    def _push(self, topic: str, message: Message, headers: list[tuple[str, bytes]]) -> None:
+        self.moves.append((topic, dict(headers)))
+
+
+def message(topic: str = "orders", attempts: int | None = None) -> Message:
+    headers = () if attempts is None else ((h.ATTEMPTS, h.encode_int(attempts)),)
+    return Message(topic, 1, 7, b"k", b"v", headers, 1_700_000_000.0)
+
+
+@pytest.fixture
+def router() -> _Router:
+    conf = RetryConf(Attempts=3, Backoff=1, Jitter=0, Delays=[10, 60], DeadLetterTopic="dlt")
+    return _Router(conf)
+
+
+def test_attempts_in_place_then_each_tier_then_the_dead_letter_topic(router: _Router) -> None:
+    error = ValueError("down")
+    # in place, the pause doubling
+    assert router.failed(message(), error, 1) == 1.0
+    assert router.failed(message(), error, 2) == 2.0
+    # then to the first retry topic, counted handled (None: commit)
+    assert router.failed(message(), error, 3) is None
+    topic, headers = router.moves[-1]
+    assert topic == "orders.g.retry-10s"
+    assert h.decode_int(headers[h.ATTEMPTS]) == 3
+    assert headers[h.ORIGINAL_TOPIC] == b"orders"
+    assert h.decode_int(headers[h.ORIGINAL_OFFSET]) == 7
+    assert h.BACKOFF_TIMESTAMP in headers
+    # from the first tier (one try there) to the second, then to the dead-letter topic
+    assert router.failed(message("orders.g.retry-10s", 3), error, 1) is None
+    assert router.moves[-1][0] == "orders.g.retry-1m"
+    assert router.failed(message("orders.g.retry-1m", 4), error, 1) is None
+    topic, headers = router.moves[-1]
+    assert topic == "dlt"
+    assert h.decode_int(headers[h.ATTEMPTS]) == 5
+    assert headers[h.EXCEPTION_FQCN] == b"builtins.ValueError"
+    assert headers[h.EXCEPTION_MESSAGE] == b"down"
+    assert h.BACKOFF_TIMESTAMP not in headers
+    assert [outcome for _, outcome in router.reports] == [
+        "retrying",
+        "retrying",
+        "retry-topic",
+        "retry-topic",
+        "dead-lettered",
+    ]
+
+
+def test_a_poison_message_and_a_dead_letter_request_skip_the_retries(router: _Router) -> None:
+    assert router.failed(message(), DecodeError("not UTF-8"), 1) is None
+    assert router.failed(message(), DeadLetter("never valid"), 1) is None
+    assert [topic for topic, _ in router.moves] == ["dlt", "dlt"]
+
+
+def test_retry_later_goes_to_the_first_tier_long_enough(router: _Router) -> None:
+    assert router.failed(message(), RetryLater(30), 1) is None
+    assert router.moves[-1][0] == "orders.g.retry-1m"
+    # longer than any tier: the longest
+    assert router.failed(message(), RetryLater(3600), 1) is None
+    assert router.moves[-1][0] == "orders.g.retry-1m"
+
+
+def test_without_topics_retry_later_waits_in_place_and_the_rest_follows_force_commit() -> None:
+    in_place = _Router(RetryConf(Attempts=2, Backoff=1, Jitter=0), force_commit=False)
+    assert in_place.failed(message(), RetryLater(5), 1) == 5.0
+    assert in_place.failed(message(), ValueError("x"), 2) == 30.0  # keeps trying, max backoff
+    skipping = _Router(RetryConf(Attempts=2, Backoff=1, Jitter=0), force_commit=True)
+    assert skipping.failed(message(), ValueError("x"), 2) is None
+    assert in_place.moves == skipping.moves == []
+
+
+def test_a_move_that_fails_commits_nothing_and_tries_again() -> None:
+    class Failing(_Router):
+        def _push(self, topic: str, message: Message, headers: list[tuple[str, bytes]]) -> None:
+
+            raise PushError("broker down")
+
+    router = Failing(RetryConf(Attempts=1, DeadLetterTopic="dlt", MaxBackoff=5))
+    assert router.failed(message(), ValueError("x"), 1) == 5.0
+    assert router.reports[-1][1] == "move-failed"
+
+
+def test_jitter_varies_the_pause_within_its_share() -> None:
+    router = _Router(RetryConf(Attempts=5, Backoff=1, Jitter=0.5))
+    pauses = {router.failed(message(), ValueError("x"), 1) for _ in range(50)}
+    assert len(pauses) > 1
+    assert all(p is not None and 0.5 <= p <= 1.5 for p in pauses)
