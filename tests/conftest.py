@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "builds_records: builds confluent_kafka.Message objects (confluent-kafka 2.13+)"
     )
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background of a script (nohup, `cmd &`): SIGINT is ignored and
+        # every child would inherit that, so the tests that press Ctrl-C on a child
+        # would test nothing. A handler, unlike SIG_IGN, is reset to the default on exec.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -128,6 +128,14 @@ class ManagedProcess:
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the child (no chance to clean up) and reap it."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait()
+
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the child's log, for error messages."""
         try:

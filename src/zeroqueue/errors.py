@@ -16,8 +16,12 @@ chained as ``__cause__``::
     │   ├── MessageTooLargeError    bigger than the client or broker limit
     │   ├── PushTimeoutError        local buffer full, or flush() ran out of time
     │   └── DeliveryError           the broker did not acknowledge; names how many and why
+    ├── InvalidDelayError           a delay or due time that cannot be met (also a ValueError)
     ├── ConsumeError                a message could not be handled, or a processor crashed
     │   └── DecodeError             key or value is not valid UTF-8 for a str handler
+    ├── DelayQueueError             a beanstalkd delay-queue operation failed
+    │   ├── ServerUnavailableError  a beanstalkd node or Redis did not answer
+    │   └── JobWriteError           fewer than two nodes took a job (the partial write revoked)
     └── ServiceError                a service of a ServiceGroup failed; the others were stopped
 """
 
@@ -31,13 +35,17 @@ __all__ = [
     "ConfigError",
     "ConsumeError",
     "DecodeError",
+    "DelayQueueError",
     "DeliveryError",
     "EmbeddedBrokerError",
+    "InvalidDelayError",
     "InvalidMessageError",
+    "JobWriteError",
     "MessageTooLargeError",
     "PushError",
     "PushTimeoutError",
     "PusherClosedError",
+    "ServerUnavailableError",
     "ServiceError",
     "ZeroQueueError",
 ]
@@ -129,6 +137,36 @@ class ConsumeError(ZeroQueueError):
 
 class DecodeError(ConsumeError):
     """A key or value could not be decoded for a handler that takes ``str``."""
+
+
+class InvalidDelayError(ZeroQueueError, ValueError):
+    """A delay below zero, a due time in the past, or a delay longer than supported."""
+
+
+class DelayQueueError(ZeroQueueError):
+    """A delay-queue (beanstalkd) operation failed."""
+
+
+class ServerUnavailableError(DelayQueueError):
+    """A beanstalkd node or the Redis a delay queue uses did not answer.
+
+    ``endpoint`` is the ``host:port`` that did not answer.
+    """
+
+    def __init__(self, message: str, *, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class JobWriteError(DelayQueueError):
+    """Fewer than two nodes took a job; the copies written were revoked.
+
+    ``failures`` maps each node that failed (``endpoint/tube``) to why.
+    """
+
+    def __init__(self, message: str, *, failures: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.failures = dict(failures)
 
 
 class ServiceError(ZeroQueueError):

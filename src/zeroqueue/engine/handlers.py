@@ -33,6 +33,7 @@ __all__ = [
     "MetricsHook",
     "ObserveHook",
     "as_consume_error",
+    "is_async_callable",
     "positional_count",
     "refuse_awaitable",
     "resolve_handler",
@@ -125,10 +126,10 @@ def resolve_handler(handler: Handler) -> HandlerSpec:
                 "or an object with a consume(key, value) method"
             )
     name = getattr(target, "__qualname__", None) or repr(target)
-    return HandlerSpec(target, _is_async(target), _takes_message(target, name), name)
+    return HandlerSpec(target, is_async_callable(target), _takes_message(target, name), name)
 
 
-def _is_async(target: Callable[..., Any]) -> bool:
+def is_async_callable(target: Callable[..., Any]) -> bool:
     """Whether calling ``target`` gives a coroutine to await.
 
     A decorator made with ``functools.wraps`` around an ``async def`` hides it
