@@ -157,13 +157,88 @@ def test_environment_variables_are_expanded(
     assert conf.limits.retries == 7
 
 
-def test_an_unset_environment_variable_is_named(
+def test_an_unset_environment_variable_is_named_with_its_key_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ZQ_TEST_UNSET", raising=False)
     path = write(tmp_path, "Limits:\n  Retries: 1\n  Note: ${ZQ_TEST_UNSET}\n")
-    with pytest.raises(ConfigError, match=r"config.yaml: line 3 uses \$\{ZQ_TEST_UNSET\}, but"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.yaml: Limits.Note uses \$\{ZQ_TEST_UNSET\}, but environment variable"
+        r" ZQ_TEST_UNSET is not set",
+    ):
         load(path, Service)
+    path = write(tmp_path, "Endpoints:\n  - a\n  - x${ZQ_TEST_UNSET}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: Endpoints\[1\] uses \$\{ZQ_TEST_UNSET\}"):
+        load(path, Service)
+
+
+def test_a_variable_in_a_comment_is_not_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a comment naming a variable that is not set
+    monkeypatch.delenv("ZQ_TEST_UNSET", raising=False)
+    monkeypatch.setenv("ZQ_TEST_NOTE", "from the environment")
+    text = (
+        "# to point elsewhere, set Endpoints: [${ZQ_TEST_UNSET}]\n"
+        "Limits:\n  Note: ${ZQ_TEST_NOTE}  # not ${ZQ_TEST_UNSET} either\n"
+    )
+    # then the file loads: comments are not expanded
+    assert load(write(tmp_path, text), Service).limits.note == "from the environment"
+    toml = write(tmp_path, "# ${ZQ_TEST_UNSET}\n[Limits]\nNote = '${ZQ_TEST_NOTE}'\n", "c.toml")
+    assert load(toml, Service).limits.note == "from the environment"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["s3cr3t #2024", "a: b", "[1, 2]", "{x: 1}", "'quoted'", '"double" \\n', "- item", "*alias"],
+)
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("config.yaml", "Limits:\n  Note: ${ZQ_TEST_VALUE}\n"),
+        ("quoted.yaml", 'Limits: {Note: "${ZQ_TEST_VALUE}"}\n'),
+        ("config.json", '{"Limits": {"Note": "${ZQ_TEST_VALUE}"}}'),
+        ("config.toml", "[Limits]\nNote = '${ZQ_TEST_VALUE}'\n"),
+    ],
+)
+def test_a_variables_value_is_taken_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, name: str, text: str
+) -> None:
+    # a value is never parsed again: " #" does not start a comment, ": " no mapping
+    monkeypatch.setenv("ZQ_TEST_VALUE", value)
+    assert load(write(tmp_path, text, name), Service).limits.note == value
+
+
+def test_variables_load_into_typed_fields_and_flow_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ZQ_TEST_RETRIES", "4")
+    monkeypatch.setenv("ZQ_TEST_TIMEOUT", "250ms")
+    monkeypatch.setenv("ZQ_TEST_HOST", "b:9092")
+    text = (
+        "Limits: {Retries: ${ZQ_TEST_RETRIES}, Timeout: ${ZQ_TEST_TIMEOUT}}\n"
+        "Endpoints: [${ZQ_TEST_HOST}, 'c:${ZQ_TEST_RETRIES}']\n"
+    )
+    conf = load(write(tmp_path, text), Service)
+    assert (conf.limits.retries, conf.limits.timeout) == (4, 0.25)
+    assert conf.endpoints == ["b:9092", "c:4"]
+    # a whole value of a variable reads into an int field of RestConf as in go-zero files
+    monkeypatch.setenv("ZQ_TEST_PORT", "8080")
+    rest = load(write(tmp_path, "Name: api\nHost: 0.0.0.0\nPort: ${ZQ_TEST_PORT}\n"), RestConf)
+    assert rest.port == 8080
+
+
+def test_a_syntax_error_after_a_variable_is_located_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the variable's marker moved the column: only the line is named
+    monkeypatch.setenv("ZQ_TEST_NOTE", "n")
+    path = write(tmp_path, "Limits:\n  Note: ${ZQ_TEST_NOTE}: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: .*\(line 2\)") as info:
+        load(path, Service)
+    assert "column" not in str(info.value)
+    assert "zqenv" not in str(info.value)
 
 
 def test_json_and_toml_files(tmp_path: Path) -> None:
@@ -195,6 +270,63 @@ def test_a_secret_is_never_quoted() -> None:
     with pytest.raises(ConfigError, match=r"Password: got a value of type str") as info:
         from_mapping({"Password": "hunter2-Secr3t"}, Db)
     assert "hunter2" not in str(info.value)
+
+
+class GoZeroSecrets(Conf):
+    """Keys go-zero's configs keep secrets under, each typed so that a string is wrong."""
+
+    pass_: int = Field(0, alias="Pass")  # redis.RedisConf
+    redis_pass: int = 0
+    db_pwd: int = 0
+    api_key: int = 0
+    access_key: int = 0
+    secret_key: int = 0
+    private_key: int = 0
+    access_secret: int = 0  # rest's Auth
+    data_source: int = 0  # sqlx's DSN: redacted by its look, not its key
+    endpoint: int = 0
+    nested: dict[str, int] = Field(default_factory=dict)
+    shards: list[int] = Field(default_factory=list)
+
+
+def test_secrets_under_go_zeros_keys_or_in_dsns_are_never_quoted() -> None:
+    data = {
+        "Pass": "hunter2-a",
+        "RedisPass": "hunter2-b",
+        "DbPwd": "hunter2-c",
+        "ApiKey": "hunter2-d",
+        "AccessKey": "hunter2-e",
+        "SecretKey": "hunter2-f",
+        "PrivateKey": "hunter2-g",
+        "AccessSecret": "hunter2-h",
+        "DataSource": ["root:hunter2-i@tcp(db:3306)/app"],
+        "Endpoint": "redis://:hunter2-j@r:6379/0",
+        "Nested": {"Dsn": "host=db user=app password=hunter2-k"},
+        "Shards": {"Password": "hunter2-l"},  # a mapping where a list belongs
+    }
+    with pytest.raises(ConfigError) as info:
+        from_mapping(data, GoZeroSecrets, source="etc/config.yaml")
+    message = str(info.value)
+    assert "hunter2" not in message
+    lines = message.splitlines()
+    assert len(lines) == len(data)
+    assert all(": got a value of type " in line for line in lines), message
+    assert lines[0].startswith("etc/config.yaml: Pass: got a value of type str; expected")
+
+
+def test_values_that_are_not_secrets_are_still_quoted() -> None:
+    class Topics(Conf):
+        keys: int = 0  # a list of names, not a key
+        key_file: int = 0  # a path
+        topic: int = 0
+        brokers: int = 0
+
+    data = {"Keys": ["a", "b"], "KeyFile": "/etc/k.pem", "Topic": "t", "Brokers": "b:9092"}
+    with pytest.raises(ConfigError) as info:
+        from_mapping(data, Topics)
+    message = str(info.value)
+    for shown in ("got ['a', 'b']", "got '/etc/k.pem'", "got 't'", "got 'b:9092'"):
+        assert shown in message
 
 
 def test_a_dataclass_model() -> None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["canonical", "near_miss"]
+__all__ = ["KeyPath", "at", "canonical", "near_miss"]
+
+#: A path of keys (and list indexes) from the root of a config.
+KeyPath = tuple[str | int, ...]
 
 # How alike a key and a declared key must be (difflib's ratio, on canonical
 # spellings) to be a typo: "Brokrs"/"Brokers" is 0.92, "MinByte"/"MinBytes" 0.93,
@@ -31,3 +34,13 @@ def near_miss(key: str, declared: Iterable[str]) -> str | None:
     by_canonical = {canonical(name): name for name in declared}
     close = difflib.get_close_matches(canonical(key), by_canonical, n=1, cutoff=_TYPO_CUTOFF)
     return by_canonical[close[0]] if close else None
+
+
+def at(source: str, path: KeyPath) -> str:
+    """``source: Key.Path[2].Leaf``; ``source`` alone for the root, the path alone without one."""
+    shown = ""
+    for part in path:
+        shown += f"[{part}]" if isinstance(part, int) else (f".{part}" if shown else part)
+    if not source:
+        return shown
+    return f"{source}: {shown}" if shown else source

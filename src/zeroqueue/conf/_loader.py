@@ -14,16 +14,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from zeroqueue.conf._files import read_document
-from zeroqueue.conf._keys import canonical, near_miss
+from zeroqueue.conf._keys import KeyPath, at, canonical, near_miss
+from zeroqueue.conf._redact import holds_secret, names_secret
 from zeroqueue.errors import ConfigError
 
 __all__ = ["at", "describe", "from_mapping", "load", "match_keys"]
 
 T = TypeVar("T")
-#: A path of keys (and list indexes) from the root of a config.
-KeyPath = tuple[str | int, ...]
-# Values under keys like these are never quoted in an error.
-_SECRET_WORDS = ("password", "secret", "token", "credential")
 
 #: True while this loader validates: a model that turns its own errors into a
 #: ConfigError (KqConf) lets them through instead, so they get the whole key path.
@@ -97,16 +94,6 @@ def from_mapping(data: Any, model: type[T], *, source: str = "config", root: str
         validating.reset(token)
     # Raised out of the except block: the ValidationError quotes every input.
     raise ConfigError(message)
-
-
-def at(source: str, path: KeyPath) -> str:
-    """``source: Key.Path[2].Leaf``; ``source`` alone for the root, the path alone without one."""
-    shown = ""
-    for part in path:
-        shown += f"[{part}]" if isinstance(part, int) else (f".{part}" if shown else part)
-    if not source:
-        return shown
-    return f"{source}: {shown}" if shown else source
 
 
 def match_keys(data: Mapping[str, Any], model: Any, typos: list[tuple[KeyPath, str]]) -> Any:
@@ -216,7 +203,8 @@ def describe(
     """One line per problem: ``<source>: Key.Path: got <value>; expected <what>``.
 
     Keys are named as the file spells them; a value under a key that names a
-    secret (a password, a token) is named by its type only. With ``model``, a
+    secret (a password, a token, an API key), or that looks like it holds one (a
+    DSN or URL with a password), is named by its type only. With ``model``, a
     missing key is described by its field's description.
     """
     spelled = spelled or {}
@@ -240,7 +228,7 @@ def describe(
             lines.append(f"{where}: {message}")
             continue
         got = error["input"]
-        secret = any(word in canonical(str(p)) for p in loc for word in _SECRET_WORDS)
+        secret = holds_secret(got) or any(isinstance(p, str) and names_secret(p) for p in loc)
         shown = f"a value of type {type(got).__name__}" if secret else repr(got)
         lines.append(f"{where}: got {shown}; expected {message}")
     return "\n".join(lines)

@@ -72,7 +72,12 @@ class _Member:
     grace: float
     is_async: bool
     done: threading.Event = field(default_factory=threading.Event)
+    #: What start() raised (None: it returned, or has not ended yet).
     error: BaseException | None = None
+    #: True once the group asked it to stop.
+    stopping: bool = False
+    #: What stop() raised.
+    stop_error: BaseException | None = None
 
 
 class ServiceGroup:
@@ -102,7 +107,9 @@ class ServiceGroup:
         self.handle_signals = handle_signals
         self._members: list[_Member] = []
         self._closers: list[tuple[Closer, str]] = []
-        self._lock = threading.Lock()
+        # Reentrant: stop() runs from the signal handler, on the main thread, which
+        # may be holding this lock in _wait_for_a_reason when the signal arrives.
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._stop_requested = False
         self._state = "new"
@@ -163,7 +170,9 @@ class ServiceGroup:
         """Start every service and block until the group stops (see the class docstring).
 
         Raises:
-            ServiceError: a service failed; the others were stopped first.
+            ServiceError: a service failed (its start() raised or returned before it
+                was asked to stop, it raised while stopping, or its stop() raised);
+                the others were stopped first.
             KeyboardInterrupt: a second signal, before the services stopped.
         """
         with self._lock:
@@ -180,13 +189,12 @@ class ServiceGroup:
             restore()
             with self._lock:
                 self._state = "stopped"
-        if failed is not None:
+        failures = self._failures(failed)
+        if failures:
             self.exit_code = ExitCode.FAILED
-            raise ServiceError(
-                f"service {failed.name} failed: {failed.error!r}; the group stopped"
-                if failed.error is not None
-                else f"service {failed.name} ended by itself; the group stopped"
-            ) from failed.error
+            problems = [problem for problem, _ in failures]
+            also = f"; also {'; '.join(problems[1:])}" if len(problems) > 1 else ""
+            raise ServiceError(f"{problems[0]}; the group stopped{also}") from failures[0][1]
         self.exit_code = ExitCode.UNCLEAN if unclean else ExitCode.OK
 
     @property
@@ -221,12 +229,33 @@ class ServiceGroup:
         _log.info("started %s", member.name)
 
     def _ended(self, member: _Member, error: BaseException | None) -> None:
+        if member.stopping and isinstance(error, asyncio.CancelledError):
+            error = None  # an async service cancelled as it was asked to stop: a stop
         with self._wake:
             member.error = error
             member.done.set()
             self._wake.notify_all()
         if error is not None:
-            _log.error("service %s failed: %r", member.name, error, exc_info=error)
+            how = " while stopping" if member.stopping else ""
+            _log.error("service %s failed%s: %r", member.name, how, error, exc_info=error)
+
+    def _failures(self, failed: _Member | None) -> list[tuple[str, BaseException | None]]:
+        """What went wrong, the reason the group stopped first: (problem, its exception)."""
+        found: list[tuple[str, BaseException | None]] = []
+        if failed is not None:
+            found.append(
+                (f"service {failed.name} failed: {failed.error!r}", failed.error)
+                if failed.error is not None
+                else (f"service {failed.name} ended by itself", None)
+            )
+        for member in self._members:
+            if member.error is not None and member is not failed:
+                how = " while stopping" if member.stopping else ""
+                found.append((f"service {member.name} failed{how}: {member.error!r}", member.error))
+            if member.stop_error is not None:
+                problem = f"service {member.name}'s stop() raised {member.stop_error!r}"
+                found.append((problem, member.stop_error))
+        return found
 
     def _wait_for_a_reason(self) -> _Member | None:
         """Block until stop() or a service ended; return that service if it did."""
@@ -249,13 +278,10 @@ class ServiceGroup:
                 continue
             _log.info("stopping %s (grace %.1fs)", member.name, member.grace)
             started = time.monotonic()
-            try:
-                self._call_stop(member)
-            except Exception:
-                _log.exception("stopping %s raised", member.name)
-                unclean = True
+            member.stopping = True
+            returned = self._call_stop(member)
             left = max(0.0, member.grace - (time.monotonic() - started))
-            if not member.done.wait(left):
+            if not member.done.wait(left) or not returned:
                 _log.warning("%s did not stop within %.1fs; going on", member.name, member.grace)
                 unclean = True
         for resource, name in reversed(self._closers):
@@ -274,18 +300,37 @@ class ServiceGroup:
                 self._loop.close()
         return unclean
 
-    def _call_stop(self, member: _Member) -> None:
+    def _call_stop(self, member: _Member) -> bool:
+        """Call the service's stop() within its grace; False if it has not returned.
+
+        What stop() raises is logged and noted on the member, as a failure.
+        """
         if not member.is_async:
             # stop() may block (a Queue drains): bounded by the grace, on a thread.
-            stopper = threading.Thread(
-                target=member.service.stop, name=f"stop-{member.name}", daemon=True
-            )
+            def stop() -> None:
+                try:
+                    member.service.stop()
+                except BaseException as exc:
+                    self._stop_failed(member, exc)
+
+            stopper = threading.Thread(target=stop, name=f"stop-{member.name}", daemon=True)
             stopper.start()
             stopper.join(member.grace)
-            return
+            return not stopper.is_alive()
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(member.service.stop(), self._loop)
-        future.result(member.grace)
+        try:
+            future.result(member.grace)
+        except Exception as exc:
+            if not future.done():
+                return False  # still running after its grace (the caller says so)
+            self._stop_failed(member, exc)
+        return True
+
+    def _stop_failed(self, member: _Member, error: BaseException) -> None:
+        # Logged when it happens, even after the grace, when the group has gone on.
+        _log.error("stopping %s raised: %r", member.name, error, exc_info=error)
+        member.stop_error = error
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
