@@ -47,6 +47,19 @@ def test_a_delayed_job_is_handled_once_no_earlier_than_due(dq_conf: MakeConf) ->
         assert job.due <= at < job.due + 1.0, f"{body!r} handled {at - job.due:+.3f}s from due"
 
 
+def test_a_whole_second_delay_reaches_beanstalkd_whole(dq_conf: MakeConf) -> None:
+    # go-queue's Producer gives beanstalkd the delay asked for, in whole seconds, and
+    # go-queue's consumer handles a job as soon as it is ready: a second less would run
+    # it a second early there.
+    conf, _ = dq_conf(2)
+    with Producer.from_conf(conf) as producer:
+        whole = producer.delay(b"whole", 2)
+        fraction = producer.delay(b"fraction", 2.5)
+    assert _beanstalkd_delays(conf, whole) == [2, 2]
+    # A fraction is cut off: ready half a second early; zeroqueue's consumer waits it out.
+    assert _beanstalkd_delays(conf, fraction) == [2, 2]
+
+
 def test_at_takes_a_datetime_and_refuses_the_past(dq_conf: MakeConf) -> None:
     conf, _ = dq_conf(2)
     recorder = Recorder()
@@ -234,6 +247,21 @@ def _done(path: Path) -> list[str]:
     if not path.exists():
         return []
     return [line.split()[1] for line in path.read_text().splitlines() if line.startswith("done")]
+
+
+def _beanstalkd_delays(conf: DqConf, job_id: str) -> list[int]:
+    """The delay each copy of a job was put with, as beanstalkd's stats-job reports it."""
+    delays = []
+    for copy in split_ids(job_id):
+        [node] = [n for n in conf.beanstalks if n.endpoint == copy.endpoint]
+        connection = BeanstalkConnection(node)
+        try:
+            stats = connection.stats(copy.job_id)
+        finally:
+            connection.close()
+        assert stats is not None, f"{copy} is gone"
+        delays.append(stats.delay)
+    return delays
 
 
 def _ready_or_delayed(conf: DqConf, skip: BeanstalkdNode | None = None) -> int:

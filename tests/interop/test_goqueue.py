@@ -9,63 +9,19 @@ both directions through go-queue's own injection and extraction.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import shutil
-import subprocess
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
+from tests.interop.conftest import run_go
 from tests.kafka_helpers import eventually, fast_queue_options, read_topic
 from zeroqueue import KqConf, Message, Pusher, Queue
-
-GO_MODULE = Path(__file__).parent / "goqueue"
-# CI sets this so a missing Go toolchain fails the run instead of skipping tests.
-REQUIRE_SERVERS = os.environ.get("ZEROQUEUE_REQUIRE_SERVERS") == "1"
-# A first build compiles go-zero, kafka-go and OpenTelemetry: over a minute on 2 cores.
-BUILD_TIMEOUT = 600.0
-# How long the Go program may run; the subprocess gets a little more, so that the
-# program's own timeout, which says how far it got, is what normally fires.
-GO_TIMEOUT = 90.0
-
-
-@pytest.fixture(scope="session")
-def goqueue(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Go program of ``goqueue/``, built once per session with the committed go.sum."""
-    go = shutil.which("go")
-    if go is None:
-        message = "go is not installed (https://go.dev/dl/; the interop tests build go-queue)"
-        if REQUIRE_SERVERS:
-            pytest.fail(message)
-        pytest.skip(message)
-    binary = tmp_path_factory.mktemp("goqueue") / "goqueue"
-    # -mod=readonly: go.mod and go.sum are used as committed, never rewritten;
-    # -buildvcs=false: no git calls (the module sits inside this repository);
-    # GOWORK=off: a go.work file further up must not pull the module into a workspace.
-    command = [go, "build", "-mod=readonly", "-buildvcs=false", "-o", str(binary), "."]
-    try:
-        built = subprocess.run(
-            command,
-            cwd=GO_MODULE,
-            env={**os.environ, "GOWORK": "off"},
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"go build of {GO_MODULE} took more than {BUILD_TIMEOUT:.0f}s")
-    if built.returncode != 0:
-        pytest.fail(f"go build of {GO_MODULE} failed:\n{built.stderr}")
-    return binary
 
 
 @pytest.fixture
@@ -105,23 +61,6 @@ def wait_until_writable(brokers: list[str], topic: str, timeout: float = 30.0) -
         assert eventually(all_answer, timeout), f"{topic}: partitions {sorted(pending)} not ready"
     finally:
         consumer.close()
-
-
-def run_go(binary: Path, *args: str) -> list[dict[str, Any]]:
-    """Run the Go program to the end and return its JSON lines; fail on a non-zero exit."""
-    command = [str(binary), *args, "-timeout", f"{GO_TIMEOUT:.0f}s"]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=GO_TIMEOUT + 30, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{' '.join(command)} hung (killed after {exc.timeout:.0f}s)")
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr}")
-    try:
-        return [json.loads(line) for line in done.stdout.splitlines()]
-    except json.JSONDecodeError:
-        pytest.fail(f"{' '.join(command)} printed more than JSON lines:\n{done.stdout}")
 
 
 def traceparent(trace_id: str, span_id: str) -> str:

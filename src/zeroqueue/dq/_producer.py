@@ -32,6 +32,8 @@ _MIN_WRITTEN = 2
 _MAX_DELAY = 2**32 - 1
 # How long a revoked job's record outlives its due time.
 _REVOKE_WINDOW = 3600.0
+# How late (seconds) a job may become ready rather than a whole second early.
+_PUT_SLACK = 0.05
 
 
 class Producer:
@@ -196,7 +198,10 @@ class Producer:
         def put(node: BeanstalkConnection) -> int:
             # beanstalkd counts whole seconds: it makes the job ready up to a second
             # early and the consumer waits out the rest, so no job runs before it is due.
-            delay = max(0, math.floor(due - time.time()))
+            # The slack keeps delay(body, 2) a delay of 2, as go-queue's Producer puts
+            # it, not 1 because microseconds passed since: go-queue's consumer does not
+            # wait, it would run the job a second early.
+            delay = max(0, math.floor(due - time.time() + _PUT_SLACK))
             return node.put(wrapped, priority=self.priority, delay=delay, ttr=self.ttr)
 
         results = list(zip(nodes, self._pool.map(_attempt(put), nodes), strict=True))

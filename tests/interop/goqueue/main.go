@@ -1,6 +1,7 @@
 // Command goqueue runs go-queue's own kq.Pusher and kq queue, so zeroqueue's
 // interop tests (tests/interop/test_goqueue.py) can check that Go and Python
-// services agree on partitions, order and trace context on one Kafka topic.
+// services agree on partitions, order and trace context on one Kafka topic; and
+// go-queue's dq producer and consumer (dq.go), for tests/interop/test_goqueue_dq.py.
 //
 //	goqueue push    -brokers 127.0.0.1:9092 -topic t -keys 50 -per-key 20 [-traceparent 00-...-01]
 //	goqueue consume -brokers 127.0.0.1:9092 -topic t -group g -count 1000
@@ -58,7 +59,7 @@ var logs = &errorLog{Writer: logx.NewWriter(os.Stderr)}
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: goqueue push|consume [flags]")
+		fail("usage: goqueue push|consume|dq-push|dq-revoke|dq-consume [flags]")
 	}
 	// As a go-zero service does (go-zero's trace package also sets it in init).
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
@@ -74,8 +75,14 @@ func main() {
 		push(os.Args[2:])
 	case "consume":
 		consume(os.Args[2:])
+	case "dq-push":
+		dqPush(os.Args[2:])
+	case "dq-revoke":
+		dqRevoke(os.Args[2:])
+	case "dq-consume":
+		dqConsume(os.Args[2:])
 	default:
-		fail("unknown subcommand %q: want push or consume", os.Args[1])
+		fail("unknown subcommand %q: want push, consume, dq-push, dq-revoke or dq-consume", os.Args[1])
 	}
 }
 
