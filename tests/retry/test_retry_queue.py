@@ -124,7 +124,7 @@ def test_a_message_that_always_fails_ends_dead_lettered_while_later_ones_flow(
     assert headers[h.EXCEPTION_FQCN] == b"builtins.ValueError"
     assert headers[h.EXCEPTION_MESSAGE] == b"cannot store poison"
     assert b"cannot store poison" in headers[h.EXCEPTION_STACKTRACE]
-    assert h.decode_int(headers[h.FIRST_FAILURE_TIMESTAMP]) is not None
+    assert h.decode_int(headers[h.RETRY_ORIGINAL_TIMESTAMP]) is not None
     # and everything is committed: the source and both retry topics
     assert sum(v or 0 for v in admin.committed_offsets(brokers, group, topic).values()) == 21
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from zeroqueue import ConfigError, DecodeError, KqConf, Message, PushError
+from zeroqueue.kq._failures import FailureHooks
 from zeroqueue.producer.options import PushOptions
 from zeroqueue.retry import DeadLetter, RetryConf, RetryLater, retry_topic_name
 from zeroqueue.retry import headers as h
+from zeroqueue.retry._moved import MOVE_HEADROOM
 from zeroqueue.retry._router import RetryRouter
 
 
@@ -168,3 +171,173 @@ def test_jitter_varies_the_pause_within_its_share() -> None:
     pauses = {router.failed(message(), ValueError("x"), 1) for _ in range(50)}
     assert len(pauses) > 1
     assert all(p is not None and 0.5 <= p <= 1.5 for p in pauses)
+
+
+# -- ForceCommit false, RetryLater without retry topics ----------------------------------
+
+
+def test_force_commit_false_never_skips_a_poison_message_or_a_dead_letter_request() -> None:
+    # given tries in place but no dead-letter topic, and ForceCommit false
+    router = _Router(RetryConf(Attempts=3, Backoff=1, MaxBackoff=4, Jitter=0), force_commit=False)
+    # then a message that cannot be decoded, or that its handler gives up on, is not
+    # counted handled: it is tried again, the pause doubling up to MaxBackoff
+    for error in (DecodeError("not UTF-8"), DeadLetter("never valid")):
+        assert [router.failed(message(), error, n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 4.0]
+    assert {outcome for _, outcome in router.reports} == {"retrying"}
+    assert router.moves == []
+    # while under ForceCommit true they are skipped
+    skipping = _Router(RetryConf(Attempts=3), force_commit=True)
+    assert skipping.failed(message(), DecodeError("not UTF-8"), 1) is None
+    assert skipping.reports[-1][1] == "skipped"
+
+
+def test_retry_later_without_retry_topics_counts_as_an_attempt() -> None:
+    conf = RetryConf(Attempts=3, DeadLetterTopic="dlt")
+    router = _Router(conf)
+    # it waits in place as asked while tries are left
+    assert router.failed(message(), RetryLater(5), 1) == 5.0
+    assert router.failed(message(), RetryLater(5), 2) == 5.0
+    # then the third is the last: to the dead-letter topic
+    assert router.failed(message(), RetryLater(5), 3) is None
+    topic, headers = router.moves[-1]
+    assert topic == "dlt"
+    assert h.decode_int(headers[h.ATTEMPTS]) == 3
+    assert [outcome for _, outcome in router.reports] == ["retrying", "retrying", "dead-lettered"]
+    # without a dead-letter topic ForceCommit decides: true skips, false waits again
+    assert (
+        _Router(RetryConf(Attempts=3), force_commit=True).failed(message(), RetryLater(5), 3)
+        is None
+    )
+    assert (
+        _Router(RetryConf(Attempts=3), force_commit=False).failed(message(), RetryLater(5), 3)
+        == 5.0
+    )
+
+
+def test_retry_later_in_the_last_retry_topic_is_dead_lettered(router: _Router) -> None:
+    assert router.failed(message("orders.g.retry-1m", 4), RetryLater(5), 1) is None
+    assert router.moves[-1][0] == "dlt"
+
+
+# -- the awaitable path ----------------------------------------------------------------------
+
+
+class _AsyncRouter(_Router):
+    """Records awaited moves apart from blocking ones."""
+
+    def __init__(self, conf: RetryConf, *, fail: bool = False) -> None:
+        super().__init__(conf)
+        self.awaited: list[str] = []
+        self._fail = fail
+
+    async def _push_async(
+        self, topic: str, message: Message, headers: list[tuple[str, bytes]]
+    ) -> None:
+        await asyncio.sleep(0)
+        if self._fail:
+            raise PushError("broker down")
+        self.awaited.append(topic)
+
+
+def test_failed_async_decides_as_failed_does_and_awaits_its_moves() -> None:
+    conf = RetryConf(Attempts=2, Backoff=1, Jitter=0, Delays=[10], DeadLetterTopic="dlt")
+    router = _AsyncRouter(conf)
+
+    async def fail(topic: str, error: BaseException, attempt: int) -> float | None:
+        return await router.failed_async(message(topic), error, attempt)
+
+    assert asyncio.run(fail("orders", ValueError("x"), 1)) == 1.0
+    assert asyncio.run(fail("orders", ValueError("x"), 2)) is None
+    assert asyncio.run(fail("orders.g.retry-10s", ValueError("x"), 1)) is None
+    assert asyncio.run(fail("orders", DecodeError("x"), 1)) is None
+    assert router.awaited == ["orders.g.retry-10s", "dlt", "dlt"]
+    assert router.moves == []  # nothing went the blocking way
+    assert [outcome for _, outcome in router.reports] == [
+        "retrying",
+        "retry-topic",
+        "dead-lettered",
+        "dead-lettered",
+    ]
+    # and a move that fails commits nothing: tried again after MaxBackoff
+    failing = _AsyncRouter(RetryConf(Attempts=1, DeadLetterTopic="dlt", MaxBackoff=5), fail=True)
+    assert asyncio.run(failing.failed_async(message(), ValueError("x"), 1)) == 5.0
+    assert failing.reports[-1][1] == "move-failed"
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+class _KnownLimit(RetryRouter):
+    """A RetryRouter whose source topics' max.message.bytes is given, not asked for."""
+
+    def __init__(self, conf: RetryConf, limit: int | None, reports: list[str]) -> None:
+        super().__init__(
+            conf,
+            brokers=["127.0.0.1:1"],
+            source_topics=["orders"],
+            group="billing",
+            force_commit=True,
+            report=lambda message, error, outcome: reports.append(outcome),
+            push_options=PushOptions(sync_push=True),
+        )
+        self._limit = limit
+
+    def source_size_limit(self) -> int | None:
+        return self._limit
+
+
+def test_moves_may_be_as_large_as_the_source_topic_allows_plus_their_headers() -> None:
+    conf = RetryConf(DeadLetterTopic="dlt")
+    kafka = _KnownLimit(conf, 1_048_588, [])
+    headroom = MOVE_HEADROOM + len("billing")
+    assert kafka.headroom == headroom
+    assert kafka.move_size_limit() == 1_048_588 + headroom
+    assert kafka.retry_topic_config() == {"max.message.bytes": str(1_048_588 + headroom)}
+    # a cluster that does not say (the embedded broker): a default Pusher's limit
+    unknown = _KnownLimit(conf, None, [])
+    assert unknown.move_size_limit() == 1024 * 1024 + headroom
+    assert unknown.retry_topic_config() == {}
+
+
+def test_a_move_too_large_names_the_size_of_its_headers(caplog: pytest.LogCaptureFixture) -> None:
+    # given source topics that take 10,000 bytes, and a message larger than they allow
+    reports: list[str] = []
+    conf = RetryConf(Attempts=1, DeadLetterTopic="dlt", MaxBackoff=2)
+    router = _KnownLimit(conf, 10_000, reports)
+    big = Message("orders", 0, 9, b"k", b"v" * 30_000, (("trace", b"t" * 100),), 1e9)
+    try:
+        # when it fails and is moved
+        assert router.failed(big, ValueError("x"), 1) == 2.0
+    finally:
+        router.close()
+    # then the move failed, and says how large key and value, and headers, were
+    assert reports == ["move-failed"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "zeroqueue.retry"]
+    assert "key and value 30001, headers " in line
+    assert "of which the retry headers " in line
+    assert f"more than the retry producer takes ({10_000 + router.headroom} bytes" in line
+
+
+# -- what the metrics hook hears -----------------------------------------------------------------
+
+
+def test_a_five_parameter_metrics_hook_hears_each_messages_fate() -> None:
+    heard: list[str] = []
+
+    def metrics(topic: str, partition: int, seconds: float, error: Any, outcome: str) -> None:
+        heard.append(outcome)
+
+    hooks = FailureHooks(None, metrics)
+    observe = hooks.metrics_hook()
+    assert observe is not None
+    m = message()
+    # without a RetryRouter (no Retry section), a message done with an error was skipped
+    observe("orders", 0, 0.1, ValueError("x"))
+    # with one, what it said last
+    hooks.report(m, ValueError("x"), "retrying")
+    hooks.report(m, ValueError("x"), "dead-lettered")
+    observe("orders", 0, 0.1, ValueError("x"))
+    observe("orders", 0, 0.1, None)
+    # and a later message never hears an earlier one's fate
+    observe("orders", 0, 0.1, ValueError("y"))
+    assert heard == ["skipped", "dead-lettered", "handled", "skipped"]

@@ -145,6 +145,11 @@ def _seconds(text: str | None, option: str) -> float | None:
 @click.option("--since", help="Only messages dead-lettered at or after this ISO time.")
 @click.option("--until", help="Only messages dead-lettered before this ISO time.")
 @click.option(
+    "--group",
+    help="Only messages this consumer group dead-lettered (its"
+    " kafka_dlt-original-consumer-group header).",
+)
+@click.option(
     "--from-start",
     is_flag=True,
     help="Read the whole topic again, not from where the last re-drive stopped.",
@@ -158,13 +163,16 @@ def redrive_(
     match: str | None,
     since: str | None,
     until: str | None,
+    group: str | None,
     from_start: bool,
 ) -> None:
     """Push dead letters back to the topics they came from (at-least-once).
 
     It goes on from where the last re-drive of TOPIC stopped (its consumer group
-    TOPIC.redrive) unless --from-start; messages that do not match the filters
-    are skipped (and not looked at again without --from-start).
+    TOPIC.redrive) unless --from-start, and stops where TOPIC ended when it
+    began; messages that do not match the filters are skipped (and not looked
+    at again without --from-start). A re-driven message reaches every consumer
+    group of its topic, not only the one that dead-lettered it.
     """
     cluster = cluster_of(brokers, config_file, section)
     name = _topic(topic, cluster.conf)
@@ -177,6 +185,7 @@ def redrive_(
                 match=match,
                 since=_seconds(since, "--since"),
                 until=_seconds(until, "--until"),
+                group=group,
                 from_start=from_start,
                 kafka_config=cluster.kafka_config,
                 on_message=lambda m, moved: bar.update(1),

@@ -4,6 +4,12 @@ Both hooks keep go-queue's shapes, ``error_handler(message, error)`` and
 ``metrics(topic, partition, seconds, error)``; one with a parameter more
 (``outcome``) also hears whether a failure was retried in place, moved to a
 retry topic, dead-lettered or skipped.
+
+The metrics hook runs once per message, when it is done with: its outcome is
+the message's fate, ``"handled"``, ``"retry-topic"``, ``"dead-lettered"`` or
+``"skipped"`` (counted handled with its error: ForceCommit's skip, with or
+without a Retry section). ``"retrying"`` and ``"move-failed"`` are never a
+message's fate, only an attempt's, which error_handler hears.
 """
 
 from __future__ import annotations
@@ -66,7 +72,10 @@ class FailureHooks:
         last = self._last
 
         def with_outcome(topic: str, partition: int, seconds: float, error: Any) -> object:
-            outcome = "handled" if error is None else getattr(last, "outcome", "failed")
+            # A message done with an error was counted handled with it. A RetryRouter
+            # said how just before (on this thread); without one, ForceCommit skipped it.
+            outcome = "handled" if error is None else getattr(last, "outcome", "skipped")
+            last.outcome = "skipped"
             return metrics(topic, partition, seconds, error, outcome)  # type: ignore[call-arg]
 
         return with_outcome

@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic._internal._model_construction import ModelMetaclass
 
-from zeroqueue.conf import Conf, Duration
+from zeroqueue.conf import Conf, Duration, _loader
+from zeroqueue.conf._keys import canonical, near_miss
+from zeroqueue.errors import ConfigError
 
 __all__ = ["RetryConf", "retry_topic_name"]
 
+# Librdkafka's message.timeout.ms is an int32 of milliseconds.
+_LONGEST_MOVE_TIMEOUT = (2**31 - 1) / 1000
 
-class RetryConf(Conf):
+
+class _BuiltInCode(ModelMetaclass):
+    """``RetryConf(...)`` written in code raises ConfigError, as ``KqConf(...)`` does.
+
+    Only a call goes through here: nested in a KqConf or a loaded file, the
+    section is validated as part of it, and the error names its whole key path.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - a metaclass
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            message = _loader.describe(
+                exc.errors(include_url=False), "", prefix=(cls.__name__,), model=cls
+            )
+        # Raised out here, so the ValidationError is not kept as its context.
+        raise ConfigError(message)
+
+
+class RetryConf(Conf, metaclass=_BuiltInCode):
     """In-place retries, then retry topics (one per delay), then a dead-letter topic.
 
     Without it (or with neither ``Delays`` nor ``DeadLetterTopic``) a Queue keeps
@@ -27,7 +53,14 @@ class RetryConf(Conf):
             Backoff: 500ms       # first pause; doubles, up to MaxBackoff, with Jitter
             Delays: [10s, 1m, 10m]   # retry topics: orders.billing.retry-10s, ...
             DeadLetterTopic: orders.dlt
+
+    Only zeroqueue reads this section, so unlike go-zero's sections it refuses a
+    key it does not declare (a misspelt ``DeadLetter`` would otherwise leave no
+    dead-letter topic, and failed messages skipped). Raises ConfigError.
     """
+
+    # zeroqueue.conf's loader leaves this section's keys to _go_zero_keys below.
+    __zeroqueue_matches_own_keys__: ClassVar[bool] = True
 
     attempts: int = Field(3, ge=1, le=1000, description="tries in place, the key waiting")
     backoff: Duration = Field(0.5, description="the first pause between tries in place")
@@ -40,11 +73,65 @@ class RetryConf(Conf):
     retry_topic_partitions: int | None = Field(
         None, ge=1, description="partitions of retry and dead-letter topics it creates"
     )
+    move_timeout: Duration = Field(
+        30.0,
+        ge=0.001,
+        le=_LONGEST_MOVE_TIMEOUT,
+        description="how long a move to a retry or dead-letter topic waits for its"
+        " acknowledgement before it counts as failed (and is tried again after MaxBackoff)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_zero_keys(cls, data: Any) -> Any:
+        """Conf's key matching (any case, snake_case), refusing every undeclared key."""
+        if not isinstance(data, Mapping):
+            return data
+        declared = {
+            spelling: info.alias or name
+            for name, info in cls.model_fields.items()
+            for spelling in (canonical(name), canonical(info.alias or name))
+        }
+        allowed = list(dict.fromkeys(declared.values()))
+        matched: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
+        problems = []
+        for key, value in data.items():
+            field = declared.get(canonical(key)) if isinstance(key, str) else None
+            if field is None:
+                close = near_miss(str(key), allowed)
+                hint = f"; did you mean {close!r}?" if close is not None else ""
+                problems.append(f"{key}: unknown key{hint}")
+            elif field in matched:
+                problems.append(f"{key}: repeats {spelled[field]!r}")
+            else:
+                matched[field], spelled[field] = value, str(key)
+        if problems:
+            raise ValueError("; ".join(problems) + " (Retry takes only " + ", ".join(allowed) + ")")
+        return matched
 
     @model_validator(mode="after")
     def _check(self) -> RetryConf:
         if any(delay <= 0 for delay in self.delays):
             raise ValueError("Delays: every delay must be longer than 0, such as 10s")
+        spelled: dict[str, float] = {}
+        for delay in self.delays:
+            # Each delay names its retry topic, to the millisecond: two delays with one
+            # name would share a topic, and the second would never be tried.
+            if delay < 0.001:
+                raise ValueError(f"Delays: got {delay:g}s; expected 1ms or longer")
+            if abs(delay * 1000 - round(delay * 1000)) > 1e-6:
+                raise ValueError(
+                    f"Delays: got {delay:g}s; expected whole milliseconds (a retry topic is"
+                    " named after its delay)"
+                )
+            name = _spelled(delay)
+            if name in spelled:
+                raise ValueError(
+                    f"Delays: {delay:g}s is there twice (its retry topic is ...retry-{name});"
+                    " expected each delay once"
+                )
+            spelled[name] = delay
         if self.max_backoff < self.backoff:
             raise ValueError(
                 f"MaxBackoff={self.max_backoff}s is shorter than Backoff={self.backoff}s;"
@@ -61,7 +148,9 @@ class RetryConf(Conf):
 def retry_topic_name(topic: str, group: str, delay: float) -> str:
     """The retry topic of ``topic`` for ``group`` and one delay: ``orders.billing.retry-10s``.
 
-    Named after the group too, so two groups never take each other's retries.
+    Named after the group too, so two groups never take each other's retries,
+    unless their names differ only where Kafka's topic names cannot (see README,
+    "Retries, retry topics and dead letters").
     """
     return f"{topic}.{_safe(group)}.retry-{_spelled(delay)}"
 

@@ -2,16 +2,15 @@
 
 Spring Kafka's retry topics and DeadLetterPublishingRecoverer are the most used
 convention for these, so a Spring consumer (or its tooling) reads zeroqueue's
-retry and dead-letter topics, and the reverse. Numbers are big-endian binary,
-as Spring writes them: 4 bytes for a partition and an attempt count, 8 for an
-offset and a timestamp (milliseconds since the epoch).
+retry and dead-letter topics, and the reverse. Numbers are big-endian binary:
+zeroqueue writes 4 bytes for a partition and an attempt count, 8 for an offset
+and a timestamp (milliseconds since the epoch); :func:`decode_int` also reads
+the shorter forms Spring writes (``BigInteger.toByteArray()``, one byte).
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable
-
+from zeroqueue._kafka.headers import decode_int, encode_int, encode_long, last
 from zeroqueue.message import ATTEMPTS_HEADER
 
 __all__ = [
@@ -21,13 +20,13 @@ __all__ = [
     "EXCEPTION_FQCN",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_STACKTRACE",
-    "FIRST_FAILURE_TIMESTAMP",
     "ORIGINAL_CONSUMER_GROUP",
     "ORIGINAL_OFFSET",
     "ORIGINAL_PARTITION",
     "ORIGINAL_TIMESTAMP",
     "ORIGINAL_TOPIC",
     "OWN_HEADERS",
+    "RETRY_ORIGINAL_TIMESTAMP",
     "decode_int",
     "encode_int",
     "encode_long",
@@ -50,8 +49,9 @@ EXCEPTION_STACKTRACE = "kafka_dlt-exception-stacktrace"
 ATTEMPTS = ATTEMPTS_HEADER
 #: When the message is due again, in a retry topic.
 BACKOFF_TIMESTAMP = "retry_topic-backoff-timestamp"
-#: When it failed first.
-FIRST_FAILURE_TIMESTAMP = "retry_topic-original-timestamp"
+#: The original record's timestamp (Spring's retry topic header; the same time as
+#: ORIGINAL_TIMESTAMP, kept from the first move on).
+RETRY_ORIGINAL_TIMESTAMP = "retry_topic-original-timestamp"
 
 #: Every header above: replaced, not repeated, when a message moves again.
 OWN_HEADERS = frozenset(
@@ -67,42 +67,6 @@ OWN_HEADERS = frozenset(
         EXCEPTION_STACKTRACE,
         ATTEMPTS,
         BACKOFF_TIMESTAMP,
-        FIRST_FAILURE_TIMESTAMP,
+        RETRY_ORIGINAL_TIMESTAMP,
     }
 )
-
-_INT = struct.Struct(">i")
-_LONG = struct.Struct(">q")
-
-
-def encode_int(value: int) -> bytes:
-    """4 bytes, big-endian."""
-    return _INT.pack(value)
-
-
-def encode_long(value: int) -> bytes:
-    """8 bytes, big-endian."""
-    return _LONG.pack(value)
-
-
-def decode_int(data: bytes | None) -> int | None:
-    """A number written by :func:`encode_int` or :func:`encode_long` (or as decimal text)."""
-    if data is None:
-        return None
-    if len(data) == _INT.size:
-        return int(_INT.unpack(data)[0])
-    if len(data) == _LONG.size:
-        return int(_LONG.unpack(data)[0])
-    try:
-        return int(data.decode())
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def last(headers: Iterable[tuple[str, bytes | None]], name: str) -> bytes | None:
-    """The value of the last header called ``name``, or None."""
-    found = None
-    for header, value in headers:
-        if header == name:
-            found = value
-    return found

@@ -10,9 +10,11 @@ __all__ = ["DeadLetter", "RetryLater"]
 class RetryLater(ConsumeError):  # noqa: N818 - a request, named for what it asks
     """Raised by a handler: try this message again after ``delay`` seconds.
 
-    Not logged as an error. With retry topics it goes to the first whose delay
-    is at least ``delay`` (the longest if none is), leaving the key's order;
-    without, it waits in place that long, its key waiting too.
+    Not logged as an error, but counted as an attempt. With retry topics it goes
+    to the first following one whose delay is at least ``delay`` (the longest if
+    none is), leaving the key's order, or from the last one to the dead-letter
+    topic; without, it waits in place that long, its key waiting too, up to
+    ``Attempts`` tries, then goes to the dead-letter topic (or follows ForceCommit).
     """
 
     def __init__(self, delay: float, reason: str = "") -> None:
@@ -23,5 +25,6 @@ class RetryLater(ConsumeError):  # noqa: N818 - a request, named for what it ask
 class DeadLetter(ConsumeError):  # noqa: N818 - a request, named for what it asks
     """Raised by a handler: this message will never succeed; dead-letter it now.
 
-    Without a dead-letter topic it is logged and counted handled (skipped).
+    Without a dead-letter topic it follows ForceCommit: true skips it (logged,
+    counted handled), false tries it again in place, as every failure.
     """
