@@ -26,14 +26,20 @@ SHORT_SESSION_TIMEOUT = 2.0
 
 
 def read_topic(
-    brokers: Sequence[str], topic: str, expected: int, *, timeout: float = 30.0
+    brokers: Sequence[str],
+    topic: str,
+    expected: int,
+    *,
+    timeout: float = 30.0,
+    kafka_config: dict[str, Any] | None = None,
 ) -> list[KafkaMessage]:
     """Read every partition of ``topic`` from the start until ``expected`` records arrive.
 
     Uses manual assignment (no group), so nothing waits for a rebalance.
     """
     consumer = Consumer(
-        {
+        (kafka_config or {})
+        | {
             "bootstrap.servers": ",".join(brokers),
             "group.id": "zeroqueue-tests-reader",
             "enable.auto.commit": False,

@@ -24,10 +24,13 @@ __all__ = [
     "committed_offsets",
     "consumer_lag",
     "create_topic",
+    "create_topics",
     "delete_group",
     "delete_topic",
+    "existing_topics",
     "max_message_bytes",
     "partition_count",
+    "replication_factor",
     "wait_for_metadata",
 ]
 
@@ -127,20 +130,104 @@ def create_topic(
         ZeroQueueError: the broker refused to create the topic.
 
     """
+    create_topics(
+        brokers,
+        [name],
+        partitions=partitions,
+        replication_factor=replication_factor,
+        config=config,
+        timeout=timeout,
+        kafka_config=kafka_config,
+    )
+
+
+def create_topics(
+    brokers: Sequence[str],
+    names: Sequence[str],
+    *,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Create the topics of ``names`` that do not exist, in one request; wait until visible.
+
+    Raises like :func:`create_topic`.
+    """
+    if not names:
+        return
     client = _admin(brokers, kafka_config)
-    topic = NewTopic(name, partitions, replication_factor, config=dict(config or {}))
-    future = client.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
-    _settle(future, timeout, f"creating topic {name!r}", brokers, KafkaError.TOPIC_ALREADY_EXISTS)
+    futures = client.create_topics(
+        [
+            NewTopic(name, partitions, replication_factor, config=dict(config or {}))
+            for name in names
+        ],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    for name, future in futures.items():
+        _settle(
+            future, timeout, f"creating topic {name!r}", brokers, KafkaError.TOPIC_ALREADY_EXISTS
+        )
     deadline = time.monotonic() + timeout
-    while True:
-        metadata = client.list_topics(name, timeout=timeout).topics.get(name)
-        if metadata is not None and metadata.error is None and metadata.partitions:
-            return
-        if time.monotonic() > deadline:
-            raise BrokerUnavailableError(
-                f"topic {name!r} was created but its metadata did not appear within {timeout}s"
-            )
-        time.sleep(0.05)
+    for name in names:
+        while True:
+            metadata = client.list_topics(name, timeout=timeout).topics.get(name)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                break
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(
+                    f"topic {name!r} was created but its metadata did not appear within {timeout}s"
+                )
+            time.sleep(0.05)
+
+
+def existing_topics(
+    brokers: Sequence[str],
+    names: Sequence[str],
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> set[str]:
+    """Which of ``names`` exist (one metadata request for all topics).
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout``.
+    """
+    client = _admin(brokers, kafka_config)
+    try:
+        topics = client.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise BrokerUnavailableError(
+            f"listing the topics of Brokers={list(brokers)} failed: "
+            f"{exc.args[0].str() if exc.args else exc}"
+        ) from exc
+    return {name for name in names if name in topics and topics[name].error is None}
+
+
+def replication_factor(
+    brokers: Sequence[str],
+    topic: str,
+    *,
+    timeout: float = 10.0,
+    kafka_config: Mapping[str, Any] | None = None,
+) -> int:
+    """How many replicas ``topic``'s first partition has (what topics made for it copy).
+
+    Raises like :func:`partition_count`.
+    """
+    client = _admin(brokers, kafka_config)
+    try:
+        found = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise BrokerUnavailableError(
+            f"reading the replicas of {topic!r} from Brokers={list(brokers)} failed: "
+            f"{exc.args[0].str() if exc.args else exc}"
+        ) from exc
+    if found is None or found.error is not None or not found.partitions:
+        raise ZeroQueueError(f"topic {topic!r} does not exist on Brokers={list(brokers)}")
+    return max(1, len(found.partitions[min(found.partitions)].replicas))
 
 
 def delete_topic(

@@ -82,3 +82,58 @@ def dq_conf(
         return conf, nodes
 
     return make
+
+
+class RedisNode:
+    """A redis-server on a free port, keeping nothing on disk, that a test can restart."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.port = free_port()
+        self._argv = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ]
+        self._log = directory / f"redis-{self.port}.log"
+        self._process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        """Start it (again, empty) and wait until it listens."""
+        self._process = ManagedProcess(self._argv, self._log)
+        self._process.start()
+        if not wait_for_port("127.0.0.1", self.port, 15.0, alive=self._process.is_running):
+            self._process.stop()
+            pytest.fail(f"redis-server did not start on {self.port}:\n{self._process.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL it: everything it held is gone."""
+        assert self._process is not None
+        self._process.kill()
+
+    def stop(self) -> None:
+        """Stop it if it runs."""
+        if self._process is not None:
+            self._process.stop()
+
+
+@pytest.fixture
+def redis_node(tmp_path: Path) -> Iterator[RedisNode]:
+    """A redis-server the test can kill and start again on the same port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed (apt-get install -y redis-server)"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    node = RedisNode(binary, tmp_path)
+    node.start()
+    yield node
+    node.stop()

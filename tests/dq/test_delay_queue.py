@@ -16,10 +16,10 @@ from pathlib import Path
 import greenstalk
 import pytest
 
-from tests.dq.conftest import BeanstalkdNode
+from tests.dq.conftest import BeanstalkdNode, RedisNode
 from tests.dq.recorder import Recorder
 from tests.kafka_helpers import eventually
-from zeroqueue.dq import Consumer, DqConf, Producer, buried, kick
+from zeroqueue.dq import Beanstalk, Consumer, DqConf, Producer, RedisConf, buried, kick
 from zeroqueue.dq._beanstalk import BeanstalkConnection
 from zeroqueue.dq._wire import split_ids
 from zeroqueue.errors import InvalidDelayError, JobWriteError
@@ -281,3 +281,57 @@ def _ready_or_delayed(conf: DqConf, skip: BeanstalkdNode | None = None) -> int:
                 for name in ("current-jobs-ready", "current-jobs-delayed", "current-jobs-reserved")
             )
     return total
+
+
+def test_zeroqueue_dq_lists_and_kicks_buried_jobs(dq_conf: MakeConf, tmp_path: Path) -> None:
+    conf, _ = dq_conf(2)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "DqConf:\n  Beanstalks:\n"
+        + "".join(f"    - Endpoint: {b.endpoint}\n      Tube: {b.tube}\n" for b in conf.beanstalks)
+        + f"  Redis:\n    Host: {conf.redis.host if conf.redis else ''}\n"
+    )
+    recorder = Recorder(fail=True)
+    with Producer.from_conf(conf) as producer, Consumer(conf, recorder, max_failures=1).running():
+        producer.delay(b"poison", 0)
+        assert eventually(lambda: len(buried(conf)) == 1, timeout=15)
+
+    def zeroqueue(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "zeroqueue", "dq", *args, "-f", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    listed = zeroqueue("buried", "--json")
+    [entry] = [json.loads(line) for line in listed.splitlines()]
+    assert entry["body"] == "poison"
+    assert entry["reason"] == "RuntimeError: cannot handle b'poison'"
+    assert "1 buried job(s)" in zeroqueue("buried")
+    assert zeroqueue("kick", entry["id"]) == "kicked 1 job(s)\n"
+    assert buried(conf) == []
+
+
+def test_with_redis_down_jobs_wait_and_run_once_it_is_back(
+    beanstalkd_nodes: Callable[[int], list[BeanstalkdNode]], redis_node: RedisNode
+) -> None:
+    nodes = beanstalkd_nodes(2)
+    conf = DqConf(
+        beanstalks=[Beanstalk(endpoint=node.endpoint, tube="jobs") for node in nodes],
+        redis=RedisConf(host=f"127.0.0.1:{redis_node.port}"),
+    )
+    recorder = Recorder()
+    with Producer(conf.beanstalks) as producer, Consumer(conf, recorder).running():
+        producer.delay(b"patient", 1)
+        # when Redis goes away before the job is due
+        redis_node.kill()
+        # then the job is not handled without it (it could not be told apart from its copy)
+        assert not recorder.wait_for(1, timeout=3)
+        # and once Redis is back (empty), it runs, once
+        redis_node.start()
+        assert recorder.wait_for(1, timeout=15)
+        assert eventually(lambda: _ready_or_delayed(conf) == 0, timeout=15)
+    assert recorder.counts == {b"patient": 1}

@@ -46,6 +46,7 @@ class FakeSource:
         self.fetches = 0
         self.zero_wait_fetches = 0
         self.closed = False
+        self._reassign = False
 
     # -- what a test does -----------------------------------------------------------
 
@@ -76,6 +77,15 @@ class FakeSource:
                 )
             self._changed.notify_all()
 
+    def reassign(self) -> None:
+        """On the next fetch, revoke every partition and assign it back, as a rebalance can.
+
+        Pauses stay, as librdkafka keeps them across a revoke and a new assignment.
+        """
+        with self._changed:
+            self._reassign = True
+            self._changed.notify_all()
+
     def committed(self, partition: int = 0) -> int | None:
         """The last offset committed for ``partition`` of topic ``t``."""
         offsets = [o for t, p, o in self.commits if (t, p) == ("t", partition)]
@@ -89,6 +99,15 @@ class FakeSource:
             self.zero_wait_fetches += 1
         if not self.assigned:
             self.assigned = True
+            self.listener.assigned(self.partitions)
+        if self._reassign:
+            self._reassign = False
+            self.listener.revoking(self.partitions)
+            with self._changed:
+                # The next owner starts from the last commit (here: where it stopped).
+                for tp in self.partitions:
+                    committed = [o for t, p, o in self.commits if (t, p) == tp]
+                    self._position[tp] = committed[-1] if committed else 0
             self.listener.assigned(self.partitions)
         deadline = time.monotonic() + timeout
         with self._changed:

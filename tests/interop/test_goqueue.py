@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from confluent_kafka import Message as KafkaMessage
 from tests.interop.conftest import run_go
 from tests.kafka_helpers import eventually, fast_queue_options, read_topic
 from zeroqueue import KqConf, Message, Pusher, Queue
+from zeroqueue.delay import create_tiers
 
 
 @pytest.fixture
@@ -208,3 +210,47 @@ def test_messages_zeroqueue_pushed_reach_a_go_queue_queue_with_their_trace(
     # and go-queue's extraction put each message's own span context into the handler's ctx
     assert {line["trace_id"] for line in lines} == {trace_id}
     assert all(line["span_id"] == sent[line["value"]][1] for line in lines)
+
+
+@pytest.mark.kafka_only
+def test_a_go_queue_consumer_sees_a_delayed_message_only_when_due(
+    broker_kind: str,
+    goqueue: Path,
+    brokers: list[str],
+    new_topic: Callable[[int], str],
+    group: str,
+) -> None:
+    # given a topic that a zeroqueue Queue (of another group) consumes, and so releases
+    topic = new_topic(2)
+    create_tiers(brokers, topic)
+    queue = Queue(
+        KqConf(Brokers=brokers, Group=f"{group}-py", Topic=topic, Offset="first"),
+        lambda message: None,
+        **fast_queue_options(),
+    )
+    with queue.running():
+        assert eventually(lambda: queue.releasing == [topic], timeout=30)
+        # when zeroqueue pushes 20 messages delayed 2-3 s
+        due: dict[str, float] = {}
+        with Pusher(brokers, topic) as pusher:
+            for index in range(20):
+                delay = 2.0 + index / 19
+                due[f"late-{index}"] = time.time() + delay
+                pusher.push_with_key(f"key-{index}", f"late-{index}", delay=delay)
+        # then go-queue's own consumer gets each once, no earlier than due
+        lines = run_go(
+            goqueue,
+            "consume",
+            "-brokers",
+            ",".join(brokers),
+            "-topic",
+            topic,
+            "-group",
+            group,
+            "-count",
+            "20",
+        )
+    assert sorted(line["value"] for line in lines) == sorted(due)
+    for line in lines:
+        late = line["at"] - due[line["value"]]
+        assert 0 <= late < 1.5, f"{line['value']}: {late:+.3f}s from due"

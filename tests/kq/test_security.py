@@ -17,18 +17,27 @@ from collections.abc import Iterable
 
 import pytest
 
-from tests.kafka_helpers import Recorder, SecureKafka, fast_queue_options, running
+from tests.kafka_helpers import (
+    Recorder,
+    SecureKafka,
+    eventually,
+    fast_queue_options,
+    read_topic,
+    running,
+)
 from zeroqueue import (
     AuthenticationError,
     BrokerUnavailableError,
     DeliveryError,
     KqConf,
+    Message,
     Pusher,
     Queue,
     admin,
 )
 from zeroqueue._kafka.settings import KAFKA_LOGGER, SaslMechanism
 from zeroqueue.embedded._kafka import Protocol
+from zeroqueue.retry import RetryConf
 
 pytestmark = pytest.mark.kafka_only
 
@@ -343,3 +352,41 @@ def test_a_pusher_trusting_another_ca_fails_at_flush_pointing_at_ca_file(
     assert f"1 message(s) to topic {topic!r} were not delivered" in message
     assert "certificate verify failed" in message
     assert "did not verify against CaFile/ca_file (ssl.ca.location)" in message
+
+
+# -- SASL given only as librdkafka settings --------------------------------------------
+
+
+def test_security_in_kafka_config_reaches_the_retry_and_delay_clients(
+    secure: SecureKafka, group: str
+) -> None:
+    # given SASL set only through kafka_config, not Username/Password
+    sasl = secure.broker.client_config("SASL_PLAINTEXT", username=USER, password=secure.users[USER])
+    sasl.pop("bootstrap.servers")
+    bootstrap = secure.broker.listener("SASL_PLAINTEXT")
+    topic = new_topic(secure)
+    dead_letters = f"{topic}.dlt"
+    handled: list[str] = []
+
+    def handle(message: Message) -> None:
+        if message.value_str == "poison":
+            raise ValueError("never handled")
+        handled.append(message.value_str)
+
+    conf = KqConf(
+        Brokers=[bootstrap],
+        Group=group,
+        Topic=topic,
+        Offset="first",
+        Retry=RetryConf(Attempts=1, DeadLetterTopic=dead_letters),
+    )
+    queue = Queue(conf, handle, kafka_config=sasl, **fast_queue_options())
+    with running(queue):
+        # when a poison message and a delayed one are pushed (over SASL too)
+        with Pusher([bootstrap], topic, kafka_config=sasl) as pusher:
+            pusher.push("poison")
+            pusher.push("later", delay=0.5)
+        # then the retry client dead-letters the first and the releaser releases the second
+        assert eventually(lambda: handled == ["later"], timeout=30)
+        found = read_topic([bootstrap], dead_letters, 1, kafka_config=sasl)
+    assert [record.value() for record in found] == [b"poison"]

@@ -230,6 +230,9 @@ class ConnEngine(RebalanceListener):
             in_flight = board.in_flight
             # With work waiting for this thread, only take what is already fetched.
             wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
+            if self._held:
+                # Wake when the first held partition falls due, not up to a tick later.
+                wait = max(0.0, min(wait, min(self._held.values()) - time.time()))
             if self._paused:
                 if in_flight <= low_water:
                     source.resume([key for key in self._progress if key not in self._held])
@@ -387,8 +390,14 @@ class ConnEngine(RebalanceListener):
         for key in partitions:
             self._progress[key] = PartitionProgress(*key)
         self.assignment = tuple(self._progress)
-        if self._paused and self._source is not None:
-            self._source.pause(partitions)
+        if self._source is not None:
+            if self._paused:
+                self._source.pause(partitions)
+            else:
+                # librdkafka keeps a partition's pause across a revoke and a new
+                # assignment: one held back (or paused for a full buffer) when it left
+                # would otherwise never be fetched again.
+                self._source.resume(partitions)
         _log.info("%s: assigned %s", self.name, _names(partitions))
 
     def revoking(self, partitions: Sequence[TopicPartitionKey]) -> None:

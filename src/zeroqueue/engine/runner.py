@@ -8,11 +8,12 @@ bookkeeping on the :class:`~zeroqueue.engine.lanes.WorkBoard`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from confluent_kafka import Message as KafkaMessage
@@ -40,7 +41,10 @@ _topic_of = KafkaMessage.topic
 
 
 class _RetryState(NamedTuple):
-    """Where a retry series stands when the fetch thread hands it to a worker."""
+    """Where a retry series stands when the fetch thread hands it to a worker.
+
+    ``attempts`` 0: the policy has not been asked yet (it may block: a move).
+    """
 
     attempts: int
     delay: float
@@ -73,7 +77,12 @@ _GAVE_UP = _GaveUp()
 
 
 def _reraise_own_cancellation(error: BaseException) -> None:
-    """Re-raise a CancelledError aimed at our task; a handler's leaked one is its failure."""
+    """Re-raise a CancelledError aimed at our task; a handler's leaked one is its failure.
+
+    A GeneratorExit is the event loop closing this task's coroutine: never a failure.
+    """
+    if isinstance(error, GeneratorExit):
+        raise error
     if isinstance(error, asyncio.CancelledError):
         task = asyncio.current_task()
         cancelling = getattr(task, "cancelling", None)  # Python 3.11+
@@ -422,7 +431,11 @@ class LaneRunner:
         Returns the error the message is counted handled with (None once a retry
         succeeded), or ``_GAVE_UP`` when it was left unhandled (stopping, revoked).
         """
-        delay = self.policy.failed(Message.from_kafka(record), error, 1)
+        if inline and self._policy_may_block:
+            # A move waits for a broker: never on the fetch thread (polls, commits,
+            # rebalances and stop() would wait with it).
+            raise _HandOffSignal(record, _RetryState(0, 0.0, error))
+        delay = self._decide(record, error, 1)
         if delay is not None and inline:
             raise _HandOffSignal(record, _RetryState(1, delay, error))
         return self._recover(record, progress, attempt=1, delay=delay, error=error)
@@ -440,6 +453,8 @@ class LaneRunner:
 
         Returns what :meth:`_failed` returns.
         """
+        if attempt == 0:
+            attempt, delay = 1, self._decide(record, error, 1)
         while delay is not None:
             if self._pause(delay) or progress.revoked:
                 return _GAVE_UP
@@ -448,22 +463,41 @@ class LaneRunner:
             except BaseException as exc:
                 attempt += 1
                 error = as_consume_error(record, exc)
-                delay = self.policy.failed(Message.from_kafka(record, attempt), error, attempt)
+                delay = self._decide(record, error, attempt)
                 continue
             if result is not None:
                 refuse_awaitable(result, self.handler)  # a bug: stops the queue
             return None
         return error
 
+    @property
+    def _policy_may_block(self) -> bool:
+        """Whether the failure policy may wait on the network (moves to other topics)."""
+        return bool(getattr(self.policy, "may_block", False))
+
+    def _decide(self, record: KafkaMessage, error: BaseException, attempt: int) -> float | None:
+        """Ask the policy; a policy that may block waits off the governor's count."""
+        message = Message.from_kafka(record, attempt)
+        if not self._policy_may_block:
+            return self.policy.failed(message, error, attempt)
+        with self._waiting():
+            return self.policy.failed(message, error, attempt)
+
     def _pause(self, delay: float) -> bool:
         """Wait ``delay`` before a retry, off the governor's count; True if stopping meanwhile."""
+        with self._waiting():
+            return self._stop.wait(delay)
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """Count this processor as waiting (not handling): the governor wakes another."""
         with self._pausing_lock:
             self.pausing += 1
         started = time.perf_counter()
         try:
             if self.on_pause is not None:
                 self.on_pause()
-            return self._stop.wait(delay)
+            yield
         finally:
             self._paused.seconds += time.perf_counter() - started
             with self._pausing_lock:
@@ -527,8 +561,14 @@ class LaneRunner:
         self, record: KafkaMessage, error: BaseException, progress: PartitionProgress
     ) -> BaseException | None:
         attempt = 1
+        # A policy that moves messages awaits the broker without blocking the loop.
+        failed_async = getattr(self.policy, "failed_async", None)
         while True:
-            delay = self.policy.failed(Message.from_kafka(record, attempt), error, attempt)
+            message = Message.from_kafka(record, attempt)
+            if failed_async is not None:
+                delay = await failed_async(message, error, attempt)
+            else:
+                delay = self.policy.failed(message, error, attempt)
             if delay is None:
                 return error
             await self._pause_async(delay)

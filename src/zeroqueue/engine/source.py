@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.errors import ConfigError, ConsumeError
@@ -82,7 +82,9 @@ class SourceFactory(Protocol):
 
     It gets the librdkafka settings the face built (``group.id``,
     ``auto.offset.reset``, ...), the subscription (topic names and ``^regex``
-    patterns) and the engine to tell about rebalances.
+    patterns), the engine to tell about rebalances, and the topics whose
+    partitions start at their beginning when the group committed nothing there
+    (retry topics and delay tiers: whatever ``auto.offset.reset`` says).
     """
 
     def __call__(
@@ -92,6 +94,7 @@ class SourceFactory(Protocol):
         listener: RebalanceListener,
         *,
         missing_topic_timeout: float,
+        from_start: Collection[str] = (),
     ) -> Source:
         """A group member subscribed to ``topics``."""
 
@@ -117,8 +120,10 @@ class KafkaSource:
         listener: RebalanceListener,
         *,
         missing_topic_timeout: float = 15.0,
+        from_start: Collection[str] = (),
     ) -> None:
         self._listener = listener
+        self._from_start = frozenset(from_start)
         self._group = str(settings.get("group.id", ""))
         # Subscribed topics reported missing, and since when.
         self._missing: dict[str, float] = {}
@@ -263,8 +268,34 @@ class KafkaSource:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._missing.pop(tp.topic, None)
+        self._start_uncommitted_at_beginning(consumer, partitions)
         consumer.incremental_assign(partitions)
         self._listener.assigned(_keys(partitions))
+
+    def _start_uncommitted_at_beginning(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> None:
+        """Partitions of from_start topics the group never committed start at offset 0.
+
+        A message moved to a retry topic (or a delay tier) before anything of that
+        partition was handled would otherwise be skipped by a group that starts
+        at "latest" (go-queue's default, Offset: last).
+        """
+        chosen = [tp for tp in partitions if tp.topic in self._from_start]
+        if not chosen:
+            return
+        try:
+            committed = consumer.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in chosen], timeout=10
+            )
+        except KafkaException as exc:
+            # Unknown: start at the beginning, so nothing is lost (some may come twice).
+            _log.warning("reading committed offsets of %s failed (%s)", _keys(chosen), exc)
+            committed = [TopicPartition(tp.topic, tp.partition) for tp in chosen]
+        uncommitted = {(tp.topic, tp.partition) for tp in committed if tp.offset < 0}
+        for tp in chosen:
+            if (tp.topic, tp.partition) in uncommitted:
+                tp.offset = OFFSET_BEGINNING
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._listener.revoking(_keys(partitions))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +16,13 @@ from confluent_kafka import Message as KafkaMessage
 from typing_extensions import Self
 
 from zeroqueue._kafka.settings import SaslMechanism
+from zeroqueue.delay._push import DelayedPushes, delay_seconds
 from zeroqueue.errors import ConfigError, PusherClosedError, PushTimeoutError
 from zeroqueue.kq.config import KqConf
 from zeroqueue.kq.pusher_conf import PusherConf
 from zeroqueue.producer.balancer import Balancer
 from zeroqueue.producer.core import ProducerCore
+from zeroqueue.producer.deliver import REPORT_GRACE, deliver, produce_when_room
 from zeroqueue.producer.options import (
     Acks,
     Compression,
@@ -43,10 +45,6 @@ __all__ = ["AsyncPusher", "Pusher"]
 # produce() errors the full push_with_key handles: it waits for room or names the
 # error; RuntimeError is confluent-kafka's "closed" when close() won a race.
 _RETRY_IN_FULL = (BufferError, KafkaException, TypeError, RuntimeError)
-
-# How much longer than delivery_timeout a synchronous push waits for librdkafka's
-# verdict before it gives up on the report itself.
-_REPORT_GRACE = 5.0
 
 
 class _PusherBase:
@@ -105,6 +103,7 @@ class _PusherBase:
         self._topic = topic
         self._sync = options.sync_push
         self._closed = False
+        self._delayed = DelayedPushes(self._core, topic)
         # The hot path calls this directly: librdkafka's produce() when it picks the
         # partition itself, else the core's Python-balancer wrapper.
         self._produce: Callable[..., None] = (
@@ -167,6 +166,19 @@ class _PusherBase:
         self._produce = self._refuse_push
         self._unbind_hot_path()
         return True
+
+    def _delayed_topic(
+        self,
+        key: str | bytes | None,
+        headers: HeadersArg,
+        delay: float | None,
+        at: datetime | float | None,
+    ) -> tuple[str, HeadersArg]:
+        """Where a push with ``delay`` or ``at`` goes first (blocks on the first one)."""
+        seconds = delay_seconds(delay, at)
+        self._delayed.ensure_tiers()
+        topic, planned = self._delayed.plan(key, headers, seconds)
+        return topic, planned
 
     def _closed_error(self) -> PusherClosedError:
         return self._core.closed_error(self._topic)
@@ -256,23 +268,31 @@ class Pusher(_PusherBase):
         produce, topic, pusher = self._produce, self._topic, self
 
         def push_with_key(
-            key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+            key: str | bytes | None,
+            value: str | bytes,
+            headers: HeadersArg = None,
+            *,
+            delay: float | None = None,
+            at: datetime | float | None = None,
         ) -> None:
-            if headers is None:
+            if headers is None and delay is None and at is None:
                 try:
                     produce(topic, value, key)
                     return
                 except _RETRY_IN_FULL:
                     pass
-            _PUSH_WITH_KEY_IN_FULL(pusher, key, value, headers)
+            _PUSH_WITH_KEY_IN_FULL(pusher, key, value, headers, delay=delay, at=at)
 
-        def push(value: str | bytes) -> None:
-            try:
-                produce(topic, value)
-                return
-            except _RETRY_IN_FULL:
-                pass
-            _PUSH_WITH_KEY_IN_FULL(pusher, None, value, None)
+        def push(
+            value: str | bytes, *, delay: float | None = None, at: datetime | float | None = None
+        ) -> None:
+            if delay is None and at is None:
+                try:
+                    produce(topic, value)
+                    return
+                except _RETRY_IN_FULL:
+                    pass
+            _PUSH_WITH_KEY_IN_FULL(pusher, None, value, None, delay=delay, at=at)
 
         for closure, method in ((push_with_key, _PUSH_WITH_KEY_IN_FULL), (push, _PUSH_IN_FULL)):
             closure.__doc__, closure.__qualname__ = method.__doc__, method.__qualname__
@@ -303,8 +323,15 @@ class Pusher(_PusherBase):
             self.push = quick_push  # type: ignore[method-assign]
         self._unbind_hot_path = unbind  # type: ignore[method-assign]
 
-    def push(self, value: str | bytes) -> None:
+    def push(
+        self, value: str | bytes, *, delay: float | None = None, at: datetime | float | None = None
+    ) -> None:
         """Push ``value`` without a key (any partition).
+
+        With ``delay`` (seconds) or ``at`` (a datetime, or a Unix time) it reaches
+        the topic's consumers once due, no earlier: it waits in the topic's delay
+        tiers, which the first delayed push creates and any zeroqueue Queue of the
+        topic releases (see README, "Delayed messages").
 
         Raises:
             PusherClosedError: the pusher is closed.
@@ -312,31 +339,45 @@ class Pusher(_PusherBase):
             MessageTooLargeError: the message exceeds ``max_message_bytes``.
             PushTimeoutError: the local buffer stayed full for ``buffer_full_timeout``.
             DeliveryError: with ``sync_push``, the broker did not acknowledge it.
+            InvalidDelayError: ``delay`` below 0, ``at`` in the past, or both given.
 
         """
-        self.push_with_key(None, value)
+        if delay is None and at is None:
+            # A subclass may override push_with_key without the delay options.
+            self.push_with_key(None, value)
+        else:
+            self.push_with_key(None, value, delay=delay, at=at)
 
     def push_with_key(
-        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+        self,
+        key: str | bytes | None,
+        value: str | bytes,
+        headers: HeadersArg = None,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
     ) -> None:
         """Push ``value`` under ``key``: messages of one key keep their order.
 
-        Raises the same errors as :meth:`push`.
+        ``delay`` and ``at`` as for :meth:`push`. Raises the same errors as :meth:`push`.
         """
         if self._closed:
             raise self._closed_error()
+        topic = self._topic
+        if delay is not None or at is not None:
+            topic, headers = self._delayed_topic(key, headers, delay, at)
         if self._sync:
-            self._push_and_wait(key, value, headers)
+            self._push_and_wait(topic, key, value, headers)
             return
         try:
             if headers is None:
-                self._produce(self._topic, value, key)
+                self._produce(topic, value, key)
             else:
-                self._produce(self._topic, value, key, headers=headers)
+                self._produce(topic, value, key, headers=headers)
         except BufferError:
-            self._push_when_room(key, value, headers)
+            self._push_when_room(topic, key, value, headers)
         except (KafkaException, TypeError) as exc:
-            raise self._core.push_error(exc, self._topic, key, value) from exc
+            raise self._core.push_error(exc, topic, key, value) from exc
         except RuntimeError as exc:
             if not self._closed:
                 raise
@@ -345,6 +386,7 @@ class Pusher(_PusherBase):
 
     def _push_when_room(
         self,
+        topic: str,
         key: str | bytes | None,
         value: str | bytes,
         headers: HeadersArg,
@@ -352,20 +394,20 @@ class Pusher(_PusherBase):
     ) -> None:
         core = self._core
         deadline = core.room_deadline()
-        while not core.try_produce(self._topic, key, value, headers, on_delivery):
+        while not core.try_produce(topic, key, value, headers, on_delivery=on_delivery):
             if time.monotonic() >= deadline:
-                raise core.buffer_full_error(self._topic)
+                raise core.buffer_full_error(topic)
             core.wait_for_room()
 
     def _push_and_wait(
-        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg
+        self, topic: str, key: str | bytes | None, value: str | bytes, headers: HeadersArg
     ) -> None:
         delivery = _SyncDelivery()
-        self._push_when_room(key, value, headers, delivery)
-        if not delivery.done.wait(self._core.options.delivery_timeout + _REPORT_GRACE):
+        self._push_when_room(topic, key, value, headers, delivery)
+        if not delivery.done.wait(self._core.options.delivery_timeout + REPORT_GRACE):
             raise PushTimeoutError(
-                f"no delivery report for a message to topic {self._topic!r} within "
-                f"{self._core.options.delivery_timeout + _REPORT_GRACE}s"
+                f"no delivery report for a message to topic {topic!r} within "
+                f"{self._core.options.delivery_timeout + REPORT_GRACE}s"
             )
         if delivery.error is not None:
             assert delivery.message is not None
@@ -418,74 +460,54 @@ class AsyncPusher(_PusherBase):
 
     __doc__ = (__doc__ or "") + "\n    Options: see :class:`Pusher`.\n"
 
-    async def push(self, value: str | bytes) -> None:
-        """Push ``value`` without a key; raises like :meth:`Pusher.push`."""
-        await self.push_with_key(None, value)
+    async def push(
+        self, value: str | bytes, *, delay: float | None = None, at: datetime | float | None = None
+    ) -> None:
+        """Push ``value`` without a key; ``delay``/``at`` and errors as :meth:`Pusher.push`."""
+        if delay is None and at is None:
+            await self.push_with_key(None, value)
+        else:
+            await self.push_with_key(None, value, delay=delay, at=at)
 
     async def push_with_key(
-        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg = None
+        self,
+        key: str | bytes | None,
+        value: str | bytes,
+        headers: HeadersArg = None,
+        *,
+        delay: float | None = None,
+        at: datetime | float | None = None,
     ) -> None:
-        """Push ``value`` under ``key``; raises like :meth:`Pusher.push`."""
+        """Push ``value`` under ``key``; ``delay``/``at`` and errors as :meth:`Pusher.push`."""
         if self._closed:
             raise self._closed_error()
-        if self._core.needs_partition_count(self._topic):
+        core, topic = self._core, self._topic
+        if delay is not None or at is not None:
+            seconds = delay_seconds(delay, at)
+            if not self._delayed.tiers_ready or core.needs_partition_count(topic):
+                # The first delayed push creates the tiers: not on the loop.
+                await asyncio.to_thread(self._delayed_topic, key, None, delay, at)
+            topic, headers = self._delayed.plan(key, headers, seconds)
+        if core.needs_partition_count(topic):
             # A Python balancer's first push reads the topic's metadata: not on the loop.
-            await asyncio.to_thread(self._core.partition_count, self._topic)
+            await asyncio.to_thread(core.partition_count, topic)
         if self._sync:
-            await self._push_and_wait(key, value, headers)
+            await deliver(core, topic, key, value, headers)
             return
         try:
             if headers is None:
-                self._produce(self._topic, value, key)
+                self._produce(topic, value, key)
             else:
-                self._produce(self._topic, value, key, headers=headers)
+                self._produce(topic, value, key, headers=headers)
         except BufferError:
-            await self._push_when_room(key, value, headers)
+            await produce_when_room(core, topic, key, value, headers)
         except (KafkaException, TypeError) as exc:
-            raise self._core.push_error(exc, self._topic, key, value) from exc
+            raise core.push_error(exc, topic, key, value) from exc
         except RuntimeError as exc:
             if not self._closed:
                 raise
             # close() released the client after this push found the pusher open.
             raise self._closed_error() from exc
-
-    async def _push_when_room(
-        self,
-        key: str | bytes | None,
-        value: str | bytes,
-        headers: HeadersArg,
-        on_delivery: Callable[[KafkaError | None, KafkaMessage], None] | None = None,
-    ) -> None:
-        core = self._core
-        deadline = core.room_deadline()
-        while not core.try_produce(self._topic, key, value, headers, on_delivery):
-            if time.monotonic() >= deadline:
-                raise core.buffer_full_error(self._topic)
-            await asyncio.sleep(0.005)
-
-    async def _push_and_wait(
-        self, key: str | bytes | None, value: str | bytes, headers: HeadersArg
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]] = loop.create_future()
-
-        def on_delivery(error: KafkaError | None, message: KafkaMessage) -> None:
-            # Runs on the delivery-report thread: hand the verdict to the loop, unless
-            # the loop is gone (the push's caller with it): nobody is left to tell.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, report, error, message)
-
-        await self._push_when_room(key, value, headers, on_delivery)
-        wait = self._core.options.delivery_timeout + _REPORT_GRACE
-        try:
-            error, message = await asyncio.wait_for(report, wait)
-        except asyncio.TimeoutError:
-            raise PushTimeoutError(
-                f"no delivery report for a message to topic {self._topic!r} within {wait}s"
-            ) from None
-        if error is not None:
-            # Naming a too-large message's limit may ask the cluster: not on the loop.
-            raise await asyncio.to_thread(self._core.delivery_error, error, message)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait (without blocking the loop) until every message is acknowledged.
@@ -511,12 +533,3 @@ class AsyncPusher(_PusherBase):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _resolve(
-    report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]],
-    error: KafkaError | None,
-    message: KafkaMessage,
-) -> None:
-    if not report.done():
-        report.set_result((error, message))

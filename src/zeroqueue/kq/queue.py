@@ -13,7 +13,8 @@ from zeroqueue import admin
 from zeroqueue._checks import check_number, check_seconds
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue._signals import install_stop_signals
-from zeroqueue.engine.conn import ConnEngine, EngineOptions
+from zeroqueue.delay._gate import DueGate
+from zeroqueue.engine.conn import ConnEngine, EngineOptions, HoldBack
 from zeroqueue.engine.handlers import (
     ConsumeErrorHandler,
     FailurePolicy,
@@ -26,10 +27,11 @@ from zeroqueue.engine.lanes import Ordering
 from zeroqueue.engine.source import KafkaSource, RebalanceListener, Source, SourceFactory
 from zeroqueue.errors import ConfigError, ZeroQueueError
 from zeroqueue.kq._failures import FailureHooks
+from zeroqueue.kq._releasers import DelayReleasers
 from zeroqueue.kq.config import KqConf
 from zeroqueue.producer.options import PushOptions
 from zeroqueue.retry._conf import RetryConf
-from zeroqueue.retry._gate import RetryGate
+from zeroqueue.retry._headers import BACKOFF_TIMESTAMP
 from zeroqueue.retry._router import RetryRouter
 
 __all__ = ["Queue"]
@@ -88,6 +90,11 @@ class Queue:
             ``Retry`` section, retry topics and a dead-letter topic.
         retry: Tries in place, retry topics and a dead-letter topic
             (:class:`~zeroqueue.retry.RetryConf`); overrides ``conf.retry``.
+        delayed_delivery: Release the messages pushed with a delay to each
+            topic, once due (see README, "Delayed messages"). Default True;
+            a topic nobody delays to costs one metadata request every few seconds.
+        hold_back: Holds back messages not due yet (the engine's HoldBack): what
+            delay tiers and retry topics use. Default: none (or the retry topics').
     """
 
     def __init__(
@@ -113,6 +120,8 @@ class Queue:
         source_factory: SourceFactory | None = None,
         failure_policy: FailurePolicyLike | None = None,
         retry: RetryConf | None = None,
+        delayed_delivery: bool = True,
+        hold_back: HoldBack | None = None,
     ) -> None:
         if not isinstance(conf, KqConf):
             raise ConfigError(f"conf: got {type(conf).__name__}; expected a KqConf")
@@ -163,6 +172,7 @@ class Queue:
                     sync_push=True,
                     **conf.security_options(),
                     client_id=f"{conf.name or 'zeroqueue'}-retry",
+                    kafka_config=_security_of(kafka_config),
                 ),
             )
             self._topics += self._router.retry_topics
@@ -176,12 +186,15 @@ class Queue:
                 max_retry_backoff=max(max_retry_backoff, retry_backoff),
             )
         )
-        self._hold_back = (
-            RetryGate(self._router.retry_topics)
+        self._hold_back = hold_back or (
+            DueGate(self._router.retry_topics, BACKOFF_TIMESTAMP)
             if self._router is not None and self._router.retry_topics
             else None
         )
         self._source_factory: SourceFactory = source_factory or KafkaSource
+        self.delayed_delivery = bool(delayed_delivery)
+        self._session_timeout = session_timeout
+        self._releasers: DelayReleasers | None = None
         self._engine_options = EngineOptions(
             processors=conf.processors,
             capacity=int(queue_capacity),
@@ -249,9 +262,21 @@ class Queue:
                     kafka_config=self._security_only(),
                     cancelled=self._stop_requested,
                 )
+                if self._stop_requested():
+                    return  # stop() came while waiting for the cluster
                 self._create_retry_topics()
+                if self.delayed_delivery:
+                    self._releasers = DelayReleasers(
+                        self.conf,
+                        Queue,
+                        security=self._security_only(),
+                        session_timeout=self._session_timeout,
+                    )
+                    self._releasers.start()
             self._run()
         finally:
+            if self._releasers is not None:
+                self._releasers.stop(self._engine_options.shutdown_timeout + _STOP_GRACE)
             if self._router is not None:
                 self._router.close()
             with self._lock:
@@ -310,11 +335,24 @@ class Queue:
             self.stop(wait=False)
 
     def _make_source(self, listener: RebalanceListener) -> Source:
+        # Retry topics start at their beginning where the group committed nothing, and
+        # so do delay tiers (a releaser's Topic): a message moved there is never skipped.
+        from_start = set(self._router.retry_topics if self._router is not None else ())
+        if isinstance(self._hold_back, DueGate):
+            from_start |= self._hold_back.topics
+        if not from_start:
+            return self._source_factory(
+                dict(self._settings),
+                self._topics,
+                listener,
+                missing_topic_timeout=self.connect_timeout,
+            )
         return self._source_factory(
             dict(self._settings),
             self._topics,
             listener,
             missing_topic_timeout=self.connect_timeout,
+            from_start=from_start,
         )
 
     def _create_retry_topics(self) -> None:
@@ -326,21 +364,36 @@ class Queue:
         wanted = [*router.retry_topics]
         if retry.dead_letter_topic:
             wanted.append(retry.dead_letter_topic)
+        # Only the missing ones: a service allowed to read and write its topics, not to
+        # create them, starts when they exist.
+        existing = admin.existing_topics(self.conf.brokers, wanted, kafka_config=security)
+        wanted = [topic for topic in wanted if topic not in existing]
+        if not wanted:
+            return
         partitions = retry.retry_topic_partitions or max(
             admin.partition_count(self.conf.brokers, topic, kafka_config=security)
             for topic in self.conf.topics
         )
-        for topic in wanted:
-            admin.create_topic(
-                self.conf.brokers, topic, partitions=partitions, kafka_config=security
-            )
+        # As many replicas as the topic they come from: a retried message is as safe.
+        replicas = max(
+            admin.replication_factor(self.conf.brokers, topic, kafka_config=security)
+            for topic in self.conf.topics
+        )
+        admin.create_topics(
+            self.conf.brokers,
+            wanted,
+            partitions=partitions,
+            replication_factor=replicas,
+            # Room for the headers a move adds to the largest message the source takes.
+            config=router.retry_topic_config(),
+            kafka_config=security,
+        )
 
     def _stop_requested(self) -> bool:
         return self._state == "stopping"
 
     def _security_only(self) -> dict[str, Any]:
-        keys = ("security.protocol", "sasl.", "ssl.", "enable.ssl", "oauth_cb")
-        return {k: v for k, v in self._settings.items() if k.startswith(keys)}
+        return _security_of(self._settings)
 
     def stop(self, *, wait: bool = True) -> None:
         """Stop fetching, let in-flight messages finish, commit and leave the group.
@@ -411,6 +464,11 @@ class Queue:
         return sorted(key for engine in self._engines for key in engine.assignment)
 
     @property
+    def releasing(self) -> list[str]:
+        """Topics whose delayed messages this queue releases now (it holds tier partitions)."""
+        return self._releasers.releasing if self._releasers is not None else []
+
+    @property
     def engines(self) -> list[ConnEngine]:
         """The conn engines (one per ``Conns``) while running."""
         return list(self._engines)
@@ -428,3 +486,9 @@ class Queue:
 
     def __repr__(self) -> str:
         return f"<Queue group={self.conf.group!r} topic={self.conf.topic!r} {self._state}>"
+
+
+def _security_of(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The librdkafka settings of ``settings`` that say how to reach the cluster securely."""
+    keys = ("security.protocol", "sasl.", "ssl.", "enable.ssl", "oauth_cb")
+    return {k: v for k, v in (settings or {}).items() if k.startswith(keys)}

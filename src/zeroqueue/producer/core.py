@@ -150,6 +150,22 @@ class ProducerCore:
     # -- what the faces call --------------------------------------------------------
 
     @property
+    def brokers(self) -> Sequence[str] | str:
+        """The brokers this client talks to."""
+        return self._brokers
+
+    @property
+    def admin_config(self) -> dict[str, Any]:
+        """Librdkafka settings an admin client of the same cluster needs (security)."""
+        return dict(self._admin_config)
+
+    def partition_for(self, topic: str, key: str | bytes | None) -> int | None:
+        """The partition a Python balancer picks for ``key``; None when librdkafka picks."""
+        if self._balancer is None:
+            return None
+        return self._choose_partition(topic, _encode(key))
+
+    @property
     def sends_in_python(self) -> bool:
         """Whether partitions are chosen in Python (so pushes go through :meth:`produce`)."""
         return self._balancer is not None
@@ -162,8 +178,11 @@ class ProducerCore:
         *,
         headers: HeadersArg = None,
         on_delivery: Callable[[KafkaError | None, KafkaMessage], None] | None = None,
+        partition: int | None = None,
     ) -> None:
         """Hand one message to librdkafka, choosing its partition in Python if needed.
+
+        ``partition`` sends it to that partition, whatever the balancer.
 
         Raises BufferError when the local buffer is full, like confluent-kafka.
         Whatever it raises, it raises before the message is queued: the Pusher's
@@ -175,6 +194,9 @@ class ProducerCore:
             kwargs["headers"] = headers
         if on_delivery is not None:
             kwargs["on_delivery"] = on_delivery
+        if partition is not None:
+            self.producer.produce(topic, value, key, partition=partition, **kwargs)
+            return
         if self._balancer is None:
             self.producer.produce(topic, value, key, **kwargs)
             return
@@ -191,7 +213,9 @@ class ProducerCore:
         key: str | bytes | None,
         value: str | bytes | None,
         headers: HeadersArg,
+        *,
         on_delivery: Callable[[KafkaError | None, KafkaMessage], None] | None = None,
+        partition: int | None = None,
     ) -> bool:
         """Produce one message; False when the local buffer is full; PushError on bad input.
 
@@ -201,7 +225,9 @@ class ProducerCore:
         if self._closed:
             raise self.closed_error(topic)
         try:
-            self.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            self.produce(
+                topic, value, key, headers=headers, on_delivery=on_delivery, partition=partition
+            )
         except BufferError:
             return False
         except (KafkaException, TypeError) as exc:

@@ -142,6 +142,8 @@ type record struct {
 	Value   string `json:"value"`
 	TraceID string `json:"trace_id"`
 	SpanID  string `json:"span_id"`
+	// When the handler ran, in Unix seconds.
+	At float64 `json:"at"`
 }
 
 func consume(args []string) {
@@ -189,7 +191,7 @@ func consume(args []string) {
 	var once sync.Once
 	handler := kq.WithHandle(func(ctx context.Context, key, value string) error {
 		// go-queue extracted the message's trace headers into ctx.
-		line := record{Key: key, Value: value}
+		line := record{Key: key, Value: value, At: float64(time.Now().UnixNano()) / 1e9}
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			line.TraceID, line.SpanID = sc.TraceID().String(), sc.SpanID().String()
 		}
