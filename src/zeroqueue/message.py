@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from confluent_kafka import Message as KafkaMessage
 
+from zeroqueue._kafka.headers import decode_int, last
 from zeroqueue.errors import DecodeError
 
 __all__ = ["ATTEMPTS_HEADER", "Headers", "Message", "decode_text"]
@@ -111,13 +112,7 @@ def _earlier_attempts(raw: object) -> int:
     """Attempts a retry topic's message records (its last ATTEMPTS_HEADER), else 0."""
     if not raw:
         return 0
-    found = None
-    for name, value in raw:  # type: ignore[attr-defined]
-        if name == ATTEMPTS_HEADER:
-            found = value
-    if isinstance(found, bytes) and len(found) == 4:
-        return int.from_bytes(found, "big", signed=True)
-    return 0
+    return decode_int(last(raw, ATTEMPTS_HEADER)) or 0  # type: ignore[arg-type]
 
 
 def _headers(raw: object) -> Headers:

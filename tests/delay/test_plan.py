@@ -9,6 +9,7 @@ from zeroqueue.delay import _headers as h
 from zeroqueue.delay._plan import Route, first_hop, next_hop
 from zeroqueue.delay._push import delay_seconds
 from zeroqueue.delay._tiers import MAX_DELAY, QUANTUM, TIERS, next_tier, ticks_of, tier_topic
+from zeroqueue.delay._topics import ensure_tier_topics
 from zeroqueue.errors import ConsumeError, InvalidDelayError
 
 
@@ -89,3 +90,9 @@ def test_delays_are_checked_naming_what_is_wrong() -> None:
         delay_seconds(None, 1.0)
     with pytest.raises(InvalidDelayError, match="expected at most"):
         delay_seconds(MAX_DELAY + 1, None)
+
+
+def test_a_topic_too_long_for_its_tier_names_is_refused_before_the_cluster_is_asked() -> None:
+    # no broker listens on port 1: the name is refused before any connection
+    with pytest.raises(InvalidDelayError, match=r"expected a topic of at most 236 characters"):
+        ensure_tier_topics(["127.0.0.1:1"], "t" * 237)

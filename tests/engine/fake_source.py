@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
@@ -47,6 +48,8 @@ class FakeSource:
         self.zero_wait_fetches = 0
         self.closed = False
         self._reassign = False
+        # How many seeks to refuse (as librdkafka does for a partition it is not fetching).
+        self.refused_seeks = 0
 
     # -- what a test does -----------------------------------------------------------
 
@@ -141,6 +144,9 @@ class FakeSource:
         self.paused.update(partitions)
 
     def seek(self, partition: TopicPartitionKey, offset: int) -> None:
+        if self.refused_seeks > 0:
+            self.refused_seeks -= 1
+            raise KafkaException(KafkaError(KafkaError._STATE, "seek refused"))
         with self._changed:
             self._position[partition] = offset
 

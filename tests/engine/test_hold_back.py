@@ -100,3 +100,20 @@ def test_a_held_partition_revoked_and_assigned_back_is_not_stuck() -> None:
         run.stop()
     [(_, at)] = run.handled
     assert due <= at < due + 0.5
+
+
+def test_a_held_partition_whose_seek_back_fails_skips_nothing() -> None:
+    run = Run()
+    assert run.source is not None
+    run.source.refused_seeks = 2
+    due = time.time() + 0.3
+    try:
+        # when the partition is held at its first message and seeking back to it fails twice
+        run.source.add([f"{due}", "0"], topic="later")
+        # then the held message and the one after it are still handled, in order, once due
+        assert run.wait_for(2, timeout=10), run.handled
+    finally:
+        run.stop()
+    assert [value for value, _ in run.handled] == [f"{due}", "0"]
+    assert run.source.refused_seeks == 0
+    assert run.handled[0][1] >= due

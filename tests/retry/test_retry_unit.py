@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
+from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue import ConfigError, DecodeError, KqConf, Message, PushError
 from zeroqueue.kq._failures import FailureHooks
@@ -55,8 +57,42 @@ def test_retry_topics_are_named_after_the_topic_the_group_and_the_delay() -> Non
     assert retry_topic_name("orders", "billing", 10) == "orders.billing.retry-10s"
     assert retry_topic_name("orders", "billing", 60) == "orders.billing.retry-1m"
     assert retry_topic_name("orders", "billing", 0.5) == "orders.billing.retry-500ms"
-    # a group name Kafka would not take in a topic name is made safe
-    assert retry_topic_name("orders", "team a/b", 3600) == "orders.team_a_b.retry-1h"
+    # a group name Kafka would not take in a topic name is made safe, and marked with a digest
+    assert re.fullmatch(
+        r"orders\.team_a_b-[0-9a-f]{8}\.retry-1h", retry_topic_name("orders", "team a/b", 3600)
+    )
+
+
+def test_groups_whose_names_differ_only_where_a_topic_name_cannot_get_topics_of_their_own() -> None:
+    groups = ["my team", "my_team", "my.team", "my/team"]
+    assert len({retry_topic_name("orders", group, 10) for group in groups}) == len(groups)
+    # and the dot between topic and group cannot be shifted from one to the other
+    assert retry_topic_name("a.b", "c", 10) != retry_topic_name("a", "b.c", 10)
+
+
+def test_a_retry_topic_name_past_kafkas_limit_is_refused_when_the_queue_is_built() -> None:
+    conf = RetryConf(Delays=[10])
+    with pytest.raises(ConfigError, match=r"Retry.Delays: retry topic 'o+\.g\.retry-10s' is 250"):
+        RetryRouter(
+            conf,
+            brokers=["127.0.0.1:1"],
+            source_topics=["o" * 238],
+            group="g",
+            force_commit=True,
+            report=lambda message, error, outcome: None,
+            push_options=PushOptions(sync_push=True),
+        )
+
+
+@pytest.mark.parametrize("topic", ["orders dlt", "orders/dlt", "d" * 250])
+def test_a_dead_letter_topic_kafka_would_refuse_is_refused_with_the_config(topic: str) -> None:
+    with pytest.raises(ConfigError, match=r"DeadLetterTopic: got '.+'; expected a topic name"):
+        RetryConf(DeadLetterTopic=topic)
+
+
+def test_an_attempt_count_spring_wrote_in_one_byte_counts() -> None:
+    record = KafkaMessage(topic="orders.g.retry-10s", value=b"v", headers=[(h.ATTEMPTS, b"\x02")])
+    assert Message.from_kafka(record).attempt == 1 + 2
 
 
 def test_headers_are_spring_kafkas_binary_numbers() -> None:

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 from zeroqueue.delay import _headers as h
 from zeroqueue.delay._gate import DueGate
 from zeroqueue.delay._plan import next_hop
-from zeroqueue.delay._tiers import tier_topics
+from zeroqueue.delay._tiers import QUANTUM, TIERS, tier_topic
 from zeroqueue.errors import ConsumeError
 from zeroqueue.message import Message
 from zeroqueue.producer.balancer import Balancer
@@ -41,7 +41,7 @@ def releaser_group(topic: str) -> str:
 
 def tier_gate(topic: str) -> DueGate:
     """Holds each tier partition of ``topic`` until its first message is due."""
-    return DueGate(tier_topics(topic), h.HOP_DUE)
+    return DueGate({tier_topic(topic, tier): tier * QUANTUM for tier in TIERS}, h.HOP_DUE)
 
 
 class Releaser:

@@ -6,7 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zeroqueue import admin
+from zeroqueue._kafka.names import MAX_TOPIC_NAME
 from zeroqueue.delay._tiers import tier_topics
+from zeroqueue.errors import InvalidDelayError
 
 __all__ = ["ensure_tier_topics", "tiers_exist"]
 
@@ -28,10 +30,18 @@ def ensure_tier_topics(
     the way) and its replication factor (a delayed message is as safe as any).
 
     Raises:
+        InvalidDelayError: ``topic``'s name is too long for tier names.
         ZeroQueueError: ``topic`` does not exist, or the cluster refused to create them.
         BrokerUnavailableError: the cluster did not answer.
     """
     wanted = tier_topics(topic)
+    longest = max(wanted, key=len)
+    if len(longest) > MAX_TOPIC_NAME:
+        raise InvalidDelayError(
+            f"topic: {topic!r} is {len(topic)} characters, too long to delay messages to: its"
+            f" delay tier {longest!r} would pass Kafka's {MAX_TOPIC_NAME}; expected a topic"
+            f" of at most {MAX_TOPIC_NAME - (len(longest) - len(topic))} characters"
+        )
     existing = admin.existing_topics(brokers, wanted, kafka_config=kafka_config)
     missing = [name for name in wanted if name not in existing]
     if not missing:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.executors import Executor, make_executor
@@ -32,6 +33,9 @@ from zeroqueue.errors import ConsumeError
 __all__ = ["ConnEngine", "EngineOptions", "HoldBack"]
 
 _log = logging.getLogger("zeroqueue.engine")
+
+# How soon a held partition whose seek back failed is tried again, in seconds.
+_SEEK_RETRY = 1.0
 
 # Lanes per processor: more lanes, less head-of-line blocking behind a slow key.
 LANES_PER_PROCESSOR = 2
@@ -106,6 +110,8 @@ class ConnEngine(RebalanceListener):
         self._hold_back = hold_back
         # Partitions held back, and when (time.time()) their first record is due.
         self._held: dict[TopicPartitionKey, float] = {}
+        # Held partitions whose seek back failed: the offset to seek to first.
+        self._unsought: dict[TopicPartitionKey, int] = {}
         self.options = options
         self._source_factory = source_factory
         lane_count = options.processors * LANES_PER_PROCESSOR
@@ -280,9 +286,16 @@ class ConnEngine(RebalanceListener):
     def _release_due(self, source: Source) -> None:
         """Resume held partitions whose first record is due (the fetch wait is the tick)."""
         wall = time.time()
-        due = [key for key, at in self._held.items() if at <= wall]
-        for key in due:
+        due = []
+        for key, at in list(self._held.items()):
+            if at > wall:
+                continue
+            unsought = self._unsought.get(key)
+            if unsought is not None and not self._seek(source, key, unsought):
+                self._held[key] = wall + _SEEK_RETRY  # resuming now would skip it
+                continue
             del self._held[key]
+            due.append(key)
         if due and not self._paused:
             source.resume(due)
 
@@ -310,10 +323,32 @@ class ConnEngine(RebalanceListener):
             if key not in self._progress:
                 continue  # revoked meanwhile
             source.pause([key])
-            source.seek(key, offset)
             self._held[key] = due
+            self._seek(source, key, offset)
             _log.debug("%s: %s[%d]@%d held back %.1fs", self.name, *key, offset, due - wall)
         return ready
+
+    def _seek(self, source: Source, key: TopicPartitionKey, offset: int) -> bool:
+        """Seek a held partition back to its first record not due; False if that failed.
+
+        Until a seek succeeds the partition stays paused (it is tried again at each
+        release): resuming it unsought would fetch past the held record, and
+        committing past it would lose it.
+        """
+        try:
+            source.seek(key, offset)
+        except KafkaException as error:
+            self._unsought[key] = offset
+            _log.warning(
+                "%s: %s[%d] could not seek back to held offset %d (%s); it stays paused",
+                self.name,
+                *key,
+                offset,
+                error,
+            )
+            return False
+        self._unsought.pop(key, None)
+        return True
 
     def _dispatch(self, records: list[KafkaMessage]) -> None:
         if self._hold_back is not None and records:
@@ -415,6 +450,7 @@ class ConnEngine(RebalanceListener):
             progress.revoked = True
             del self._progress[(progress.topic, progress.partition)]
             self._held.pop((progress.topic, progress.partition), None)
+            self._unsought.pop((progress.topic, progress.partition), None)
         self.assignment = tuple(self._progress)
         if not drained:
             _log.warning(
@@ -431,6 +467,7 @@ class ConnEngine(RebalanceListener):
         self._left_in_fetch = True
         for key in partitions:
             self._held.pop(key, None)
+            self._unsought.pop(key, None)
             progress = self._progress.pop(key, None)
             if progress is not None:
                 progress.revoked = True

@@ -71,7 +71,11 @@ class Source(Protocol):
         """Fetch these partitions again."""
 
     def seek(self, partition: TopicPartitionKey, offset: int) -> None:
-        """Fetch ``partition`` from ``offset`` next (what was prefetched past it is dropped)."""
+        """Fetch ``partition`` from ``offset`` next (what was prefetched past it is dropped).
+
+        Raises ``confluent_kafka.KafkaException`` when the client refuses: the
+        engine keeps the partition paused and tries again.
+        """
 
     def close(self) -> None:
         """Leave the group and release the client."""

@@ -187,7 +187,7 @@ class Queue:
             )
         )
         self._hold_back = hold_back or (
-            DueGate(self._router.retry_topics, BACKOFF_TIMESTAMP)
+            DueGate(self._router.retry_waits, BACKOFF_TIMESTAMP)
             if self._router is not None and self._router.retry_topics
             else None
         )

@@ -9,11 +9,14 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, model_validator
 from pydantic._internal._model_construction import ModelMetaclass
 
+from zeroqueue._kafka.names import MAX_TOPIC_NAME, name_part
 from zeroqueue.conf import Conf, Duration, _loader
 from zeroqueue.conf._keys import canonical, near_miss
 from zeroqueue.errors import ConfigError
 
 __all__ = ["RetryConf", "retry_topic_name"]
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]*")
 
 # Librdkafka's message.timeout.ms is an int32 of milliseconds.
 _LONGEST_MOVE_TIMEOUT = (2**31 - 1) / 1000
@@ -112,6 +115,12 @@ class RetryConf(Conf, metaclass=_BuiltInCode):
 
     @model_validator(mode="after")
     def _check(self) -> RetryConf:
+        topic = self.dead_letter_topic
+        if len(topic) > MAX_TOPIC_NAME or not _TOPIC_NAME.fullmatch(topic):
+            raise ValueError(
+                f"DeadLetterTopic: got {topic!r}; expected a topic name of letters, digits,"
+                f" '.', '_' and '-', {MAX_TOPIC_NAME} characters at most"
+            )
         if any(delay <= 0 for delay in self.delays):
             raise ValueError("Delays: every delay must be longer than 0, such as 10s")
         spelled: dict[str, float] = {}
@@ -148,16 +157,12 @@ class RetryConf(Conf, metaclass=_BuiltInCode):
 def retry_topic_name(topic: str, group: str, delay: float) -> str:
     """The retry topic of ``topic`` for ``group`` and one delay: ``orders.billing.retry-10s``.
 
-    Named after the group too, so two groups never take each other's retries,
-    unless their names differ only where Kafka's topic names cannot (see README,
-    "Retries, retry topics and dead letters").
+    Named after the group too, so two groups never take each other's retries: a
+    group name with characters other than letters, digits, '_' and '-' (a dot
+    included, so the topic and group parts cannot run into each other) is
+    spelled with '_' and followed by a digest of it: ``orders.my_team-1a2b3c4d.retry-10s``.
     """
-    return f"{topic}.{_safe(group)}.retry-{_spelled(delay)}"
-
-
-def _safe(name: str) -> str:
-    # Kafka topic names take letters, digits, '.', '_' and '-'.
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return f"{topic}.{name_part(group)}.retry-{_spelled(delay)}"
 
 
 def _spelled(seconds: float) -> str:

@@ -31,8 +31,15 @@ from confluent_kafka import KafkaError
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue import admin
+from zeroqueue._kafka.names import MAX_TOPIC_NAME
 from zeroqueue._kafka.settings import Security
-from zeroqueue.errors import DecodeError, MessageTooLargeError, PushError, ZeroQueueError
+from zeroqueue.errors import (
+    ConfigError,
+    DecodeError,
+    MessageTooLargeError,
+    PushError,
+    ZeroQueueError,
+)
 from zeroqueue.message import Message
 from zeroqueue.producer.core import ProducerCore
 from zeroqueue.producer.options import PushOptions
@@ -108,6 +115,14 @@ class RetryRouter:
             topic: [Tier(retry_topic_name(topic, group, d), d) for d in conf.delays]
             for topic in source_topics
         }
+        for tiers in self.tiers.values():
+            for tier in tiers:
+                if len(tier.topic) > MAX_TOPIC_NAME:
+                    raise ConfigError(
+                        f"Retry.Delays: retry topic {tier.topic!r} is {len(tier.topic)}"
+                        f" characters; expected at most {MAX_TOPIC_NAME}, Kafka's limit"
+                        " (a shorter Topic or Group)"
+                    )
         #: Each retry topic: its source topic and its place among the tiers.
         self.tier_of: dict[str, tuple[str, int]] = {
             tier.topic: (source, index)
@@ -133,6 +148,11 @@ class RetryRouter:
     def retry_topics(self) -> list[str]:
         """Every retry topic the Queue consumes besides its own."""
         return list(self.tier_of)
+
+    @property
+    def retry_waits(self) -> dict[str, float]:
+        """Each retry topic and how long its messages wait there."""
+        return {tier.topic: tier.delay for tiers in self.tiers.values() for tier in tiers}
 
     @property
     def may_block(self) -> bool:
