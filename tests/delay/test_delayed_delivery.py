@@ -13,10 +13,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.kafka_helpers import committed_offsets, eventually, fast_queue_options, running
-from zeroqueue import AsyncPusher, KqConf, Message, Pusher, Queue
+from zeroqueue import AsyncPusher, KqConf, Message, Pusher, Queue, admin
 from zeroqueue.delay import create_tiers, releaser_group, tier_topics
-from zeroqueue.errors import InvalidDelayError
+from zeroqueue.errors import InvalidDelayError, MessageTooLargeError
 
 
 class Arrivals:
@@ -84,6 +86,7 @@ def test_at_takes_a_datetime_from_async_code_and_bad_delays_are_refused(
 ) -> None:
     topic = new_topic(1)
     create_tiers(brokers, topic)
+    nameless = new_topic(1)  # no delayed push reached it yet: it has no tiers
     arrivals = Arrivals()
     queue = _queue(brokers, topic, group, arrivals)
     when = datetime.now() + timedelta(seconds=3)
@@ -91,9 +94,18 @@ def test_at_takes_a_datetime_from_async_code_and_bad_delays_are_refused(
     async def push() -> None:
         async with AsyncPusher(brokers, topic) as pusher:
             await pusher.push("at", at=when)
-            for bad in ({"delay": -1}, {"delay": 1, "at": when}):
+            nan = float("nan")
+            for bad in ({"delay": -1}, {"delay": 1, "at": when}, {"delay": nan}, {"at": nan}):
                 try:
                     await pusher.push("bad", **bad)
+                except InvalidDelayError:
+                    continue
+                raise AssertionError(f"{bad} was accepted")
+        with Pusher(brokers, nameless) as pusher:
+            # NaN is refused before the first delayed push creates the tiers.
+            for bad in ({"delay": nan}, {"at": nan}, {"delay": float("inf")}):
+                try:
+                    pusher.push("bad", **bad)
                 except InvalidDelayError:
                     continue
                 raise AssertionError(f"{bad} was accepted")
@@ -105,6 +117,7 @@ def test_at_takes_a_datetime_from_async_code_and_bad_delays_are_refused(
     [came] = arrivals.at["at"]
     assert when.timestamp() <= came < when.timestamp() + 1.0
     assert "bad" not in arrivals.at
+    assert admin.existing_topics(brokers, tier_topics(nameless)) == set()
 
 
 def test_a_delayed_message_keeps_its_keys_partition(
@@ -130,6 +143,27 @@ def test_a_delayed_message_keeps_its_keys_partition(
         for key in keys:
             now = arrivals.partition[f"{balancer}-now-{key}"]
             assert arrivals.partition[f"{balancer}-later-{key}"] == now, (balancer, key)
+
+
+def test_a_delayed_message_too_big_for_its_topic_is_refused_at_push(
+    brokers: list[str], group: str, broker_kind: str
+) -> None:
+    # Tiers used to get the broker's default max.message.bytes: a push the topic would
+    # refuse was taken, and its release was retried for ever, holding up its key.
+    if broker_kind != "kafka":
+        pytest.skip("the embedded broker does not enforce max.message.bytes")
+    topic = f"{group}-small"
+    admin.create_topic(brokers, topic, config={"max.message.bytes": "20000"})
+    arrivals = Arrivals()
+    queue = _queue(brokers, topic, group, arrivals)
+    with Pusher(brokers, topic, sync_push=True) as pusher:
+        with pytest.raises(MessageTooLargeError):
+            pusher.push_with_key("k", "u" * 20_000)  # the topic itself refuses it
+        with pytest.raises(MessageTooLargeError, match=r"\.delay-"):
+            pusher.push_with_key("k", "d" * 20_000, delay=0.2)  # so its first tier does
+        pusher.push_with_key("k", "fits" + "f" * 19_800, delay=0.2)
+    with running(queue):
+        assert arrivals.wait_for({"fits" + "f" * 19_800}, timeout=30)
 
 
 def test_two_groups_each_get_a_delayed_message_once(

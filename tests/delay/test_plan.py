@@ -90,6 +90,13 @@ def test_delays_are_checked_naming_what_is_wrong() -> None:
         delay_seconds(None, 1.0)
     with pytest.raises(InvalidDelayError, match="expected at most"):
         delay_seconds(MAX_DELAY + 1, None)
+    # NaN passes every comparison; inf is no time either.
+    with pytest.raises(InvalidDelayError, match="delay: got nan; expected a finite time"):
+        delay_seconds(float("nan"), None)
+    with pytest.raises(InvalidDelayError, match="at: got nan; expected a finite time"):
+        delay_seconds(None, float("nan"))
+    with pytest.raises(InvalidDelayError, match="at: got inf; expected a finite time"):
+        delay_seconds(None, float("inf"))
 
 
 def test_a_topic_too_long_for_its_tier_names_is_refused_before_the_cluster_is_asked() -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ import pytest
 from tests.dq.conftest import BeanstalkdNode, RedisNode
 from tests.dq.recorder import Recorder
 from tests.kafka_helpers import eventually
-from zeroqueue.dq import Beanstalk, Consumer, DqConf, Producer, RedisConf, buried, kick
+from zeroqueue.dq import Beanstalk, Consumer, DqConf, Job, Producer, RedisConf, buried, kick
 from zeroqueue.dq._beanstalk import BeanstalkConnection
 from zeroqueue.dq._wire import split_ids
 from zeroqueue.errors import InvalidDelayError, JobWriteError
@@ -70,6 +71,9 @@ def test_at_takes_a_datetime_and_refuses_the_past(dq_conf: MakeConf) -> None:
             producer.at(b"late", datetime.now() - timedelta(seconds=5))
         with pytest.raises(InvalidDelayError, match="delay: got -1"):
             producer.delay(b"negative", -1)
+        # NaN passes every comparison: it used to end in a ValueError from the wire format.
+        with pytest.raises(InvalidDelayError, match="at: got nan; expected a datetime"):
+            producer.at(b"nan", float("nan"))
         assert recorder.wait_for(1, timeout=10)
     _, at, job = recorder.calls[0]
     assert job.due == pytest.approx(when.timestamp(), abs=0.001)
@@ -164,6 +168,42 @@ def test_a_job_failing_every_time_ends_buried_and_can_be_kicked(dq_conf: MakeCon
     assert healed.counts == {b"poison": 1}
     assert healed.calls[0][2].failures == 0
     assert buried(conf) == []
+
+
+def test_a_handler_raising_systemexit_fails_the_job_and_keeps_its_worker(
+    dq_conf: MakeConf,
+) -> None:
+    # A handler calling sys.exit() used to end its worker thread: the job waited out
+    # its lease, and with one worker per node that node was never read again.
+    conf, _ = dq_conf(2)
+    calls: list[Job] = []
+    outcomes: list[tuple[str, str]] = []
+
+    def handle(body: bytes, job: Job) -> None:
+        calls.append(job)
+        if len(calls) == 1:
+            raise SystemExit(3)
+
+    consumer = Consumer(
+        conf,
+        handle,
+        processors=1,
+        retry_delay=0.0,
+        error_handler=lambda job, error, outcome: outcomes.append((type(error).__name__, outcome)),
+    )
+    with Producer.from_conf(conf) as producer, consumer.running():
+        producer.delay(b"exits", 0)
+        assert eventually(lambda: len(calls) == 2, timeout=15)
+        assert eventually(lambda: _ready_or_delayed(conf) == 0, timeout=15)
+        producer.delay(b"after", 0)
+        assert eventually(lambda: len(calls) == 3, timeout=15)
+        endpoints = {f"dq-{node.endpoint}-0" for node in conf.beanstalks}
+        workers = {thread.name for thread in threading.enumerate() if thread.is_alive()}
+    assert outcomes == [("SystemExit", "retrying")]
+    # Retried as a failure, counted in Redis, not picked up after the lease ran out.
+    assert [job.failures for job in calls[:2]] == [0, 1]
+    assert all(calls[0].body == job.body for job in calls[:2])
+    assert endpoints <= workers, f"worker threads gone: {endpoints - workers}"
 
 
 def test_async_handlers_run_on_the_consumers_loop(dq_conf: MakeConf) -> None:

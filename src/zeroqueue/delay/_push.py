@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -43,6 +44,12 @@ def delay_seconds(delay: float | None, at: datetime | float | None) -> float:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
             raise InvalidDelayError(f"delay: got {delay!r}; expected seconds >= 0")
         what = "delay"
+    if not math.isfinite(seconds):
+        # NaN passes every comparison: unchecked, it failed later with a ValueError,
+        # after the first push had created the tiers.
+        raise InvalidDelayError(
+            f"{what}: got {delay if what == 'delay' else at!r}; expected a finite time"
+        )
     if seconds > MAX_DELAY:
         raise InvalidDelayError(
             f"{what}: got {seconds:.0f}s ahead; expected at most {MAX_DELAY:.0f}s (31 days)"

@@ -1,4 +1,4 @@
-"""Creating a topic's delay tiers: as many partitions and replicas as the topic itself."""
+"""Creating a topic's delay tiers: partitions, replicas and size limit after the topic's."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Any
 
 from zeroqueue import admin
 from zeroqueue._kafka.names import MAX_TOPIC_NAME
+from zeroqueue.delay import _headers as h
 from zeroqueue.delay._tiers import tier_topics
-from zeroqueue.errors import InvalidDelayError
+from zeroqueue.errors import InvalidDelayError, ZeroQueueError
 
-__all__ = ["ensure_tier_topics", "tiers_exist"]
+__all__ = ["ensure_tier_topics", "hop_overhead", "tiers_exist", "topic_limit"]
 
 
 def tiers_exist(
@@ -53,6 +54,57 @@ def ensure_tier_topics(
         missing,
         partitions=partitions,
         replication_factor=replicas,
+        config=_size_config(brokers, topic, kafka_config),
         kafka_config=kafka_config,
     )
     return missing
+
+
+def _size_config(
+    brokers: Sequence[str], topic: str, kafka_config: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """``max.message.bytes`` for the tiers: ``topic``'s, plus the headers a hop drops.
+
+    A tier with the broker's default took a message its topic then refused: the
+    push succeeded and the releaser retried the release for ever, holding up the
+    messages behind it. Sized so, a tier refuses at push any message whose
+    release ``topic`` would refuse (and takes every one it would accept).
+    Empty when the cluster does not say (Tansu, for a topic not configured).
+    """
+    limit = topic_limit(brokers, topic, kafka_config)
+    if limit is None:
+        return {}
+    return {"max.message.bytes": str(limit + hop_overhead(topic))}
+
+
+def topic_limit(
+    brokers: Sequence[str], topic: str, kafka_config: Mapping[str, Any] | None
+) -> int | None:
+    """``topic``'s ``max.message.bytes``; None when the cluster does not tell (or refuses to)."""
+    try:
+        return admin.max_message_bytes(brokers, topic, kafka_config=kafka_config)
+    except ZeroQueueError:
+        # A user allowed to create topics but not to read their configuration still
+        # gets tiers, sized by the broker's default as before.
+        return None
+
+
+def hop_overhead(topic: str) -> int:
+    """The fewest bytes of headers a message waiting in a tier carries but not once released."""
+    target = _header_size(h.TARGET, len(topic.encode()))
+    hop_due = _header_size(h.HOP_DUE, 8)
+    route = min(_header_size(h.PARTITION, 1), _header_size(h.PARTITIONER, len(b"hash")))
+    return target + hop_due + route
+
+
+def _header_size(name: str, value_length: int) -> int:
+    # A record header: varint key length, key, varint value length, value.
+    return _varint_size(len(name)) + len(name) + _varint_size(value_length) + value_length
+
+
+def _varint_size(number: int) -> int:
+    zigzag, size = number << 1, 1
+    while zigzag >= 0x80:
+        zigzag >>= 7
+        size += 1
+    return size

@@ -335,5 +335,6 @@ class Consumer:
             return
         try:
             self._error_handler(job, error, outcome)
-        except Exception:
+        except BaseException:
+            # Not even SystemExit may end the worker thread that called it.
             _log.exception("%s: error_handler raised", self.name)

@@ -142,7 +142,9 @@ class JobHandling:
             job = Job(str(copy), payload, due, claim.failures)
             try:
                 self.handle(job)
-            except Exception as exc:
+            except BaseException as exc:
+                # Whatever it raises (SystemExit, KeyboardInterrupt too): this is a
+                # worker thread, and one that died would leave its node unread.
                 self.in_flight.pop(copy.job_id, None)
                 self._failed(job, exc, copy, key)
                 return
@@ -168,7 +170,7 @@ class JobHandling:
         if not self.connection.delete(copy.job_id):
             _log.warning("%s was handled after beanstalkd gave it back (time-to-run ran out)", copy)
 
-    def _failed(self, job: Job, error: Exception, copy: CopyId, key: str) -> None:
+    def _failed(self, job: Job, error: BaseException, copy: CopyId, key: str) -> None:
         connection, options = self.connection, self.options
         try:
             verdict, failures = self.ledger.fail(key, copy, options.max_failures, options.window)

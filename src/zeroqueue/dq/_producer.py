@@ -110,7 +110,12 @@ class Producer:
         A naive datetime is local time. Raises like :meth:`delay`, and
         InvalidDelayError when ``when`` is in the past (as go-queue does).
         """
+        if isinstance(when, bool) or not isinstance(when, (datetime, int, float)):
+            raise InvalidDelayError(f"at: got {when!r}; expected a datetime or a Unix time")
         due = when.timestamp() if isinstance(when, datetime) else float(when)
+        if math.isnan(due):
+            # NaN passes every comparison below: it failed later with a ValueError.
+            raise InvalidDelayError(f"at: got {when!r}; expected a datetime or a Unix time")
         now = time.time()
         if due < now:
             raise InvalidDelayError(

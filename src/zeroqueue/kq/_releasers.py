@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from zeroqueue.delay._releaser import Releaser, releaser_group, tier_gate
 from zeroqueue.delay._tiers import tier_topics
-from zeroqueue.delay._topics import tiers_exist
+from zeroqueue.delay._topics import hop_overhead, tiers_exist, topic_limit
 from zeroqueue.engine.conn import HoldBack
 from zeroqueue.errors import ZeroQueueError
 from zeroqueue.kq.config import KqConf
@@ -32,6 +32,9 @@ _log = logging.getLogger("zeroqueue.delay")
 _LOOK_EVERY = 2.0
 # Concurrent releases per releaser: each only waits for a broker's acknowledgement.
 _RELEASERS_PROCESSORS = 64
+# The Pusher's default size limit, and the largest librdkafka accepts.
+_DEFAULT_MAX_MESSAGE_BYTES = PushOptions.max_message_bytes
+_MAX_MESSAGE_BYTES = 1_000_000_000
 
 
 class _Runnable(Protocol):
@@ -111,8 +114,15 @@ class DelayReleasers:
                 queue.start()
                 with self._lock:
                     self._running.pop(topic, None)
-            except ZeroQueueError as exc:
-                _log.error("releasing delayed messages of %r stopped: %s; again soon", topic, exc)
+            except Exception as exc:  # a bug too: the topic's delays must not stop for good
+                _log.error(
+                    "releasing delayed messages of %r stopped: %s; again soon",
+                    topic,
+                    exc,
+                    exc_info=not isinstance(exc, ZeroQueueError),
+                )
+                with self._lock:
+                    self._running.pop(topic, None)
                 self._stopping.wait(_LOOK_EVERY)
 
     def _queue_for(self, topic: str) -> _Runnable:
@@ -128,10 +138,19 @@ class DelayReleasers:
                 "retry": None,
             }
         )
+        limit = topic_limit(self._conf.brokers, topic, self._security)
         releaser = Releaser(
             self._conf.brokers,
             PushOptions(
                 **self._conf.security_options(),
+                # Every message a tier took must pass the client's own size check: one
+                # it refused would be retried for ever, holding up the rest.
+                max_message_bytes=max(
+                    _DEFAULT_MAX_MESSAGE_BYTES,
+                    min(limit + hop_overhead(topic), _MAX_MESSAGE_BYTES)
+                    if limit is not None
+                    else 0,
+                ),
                 client_id=f"{self._conf.name or 'zeroqueue'}-delay",
                 # Each release awaits its own acknowledgement (and so needs its report).
                 sync_push=True,
