@@ -32,6 +32,7 @@ from tests.kafka_helpers import (
     kafka_libs,
     unique_name,
 )
+from tests.tracing_helpers import spans  # noqa: F401 - a fixture, found by name
 from zeroqueue import admin
 from zeroqueue._process import ManagedProcess, free_port, wait_for_port
 from zeroqueue.embedded import BrokerProcess, EmbeddedBroker, KafkaBroker

@@ -22,12 +22,14 @@ from zeroqueue.errors import (
 )
 from zeroqueue.kq import AsyncPusher, KqConf, Pusher, PusherConf, Queue
 from zeroqueue.message import Message
+from zeroqueue.server import Broker, Server
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncPusher",
     "AuthenticationError",
+    "Broker",
     "BrokerUnavailableError",
     "ConfigError",
     "ConsumeError",
@@ -47,6 +49,7 @@ __all__ = [
     "PusherClosedError",
     "PusherConf",
     "Queue",
+    "Server",
     "ServerUnavailableError",
     "ServiceError",
     "ZeroQueueError",

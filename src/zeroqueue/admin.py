@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not in __all__
     AdminClient,
     ConfigResource,
@@ -16,6 +16,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # public, not
 )
 from confluent_kafka.cimpl import NewTopic
 
+from zeroqueue._kafka import backends
 from zeroqueue._kafka.settings import ClientErrors, Refusal, client_settings, refusal_words
 from zeroqueue.errors import AuthenticationError, BrokerUnavailableError, ZeroQueueError
 
@@ -42,7 +43,7 @@ _METADATA_SLICE = 0.2
 
 
 def _admin(brokers: Sequence[str], kafka_config: Mapping[str, Any] | None) -> AdminClient:
-    return AdminClient(client_settings(brokers, overrides=kafka_config))
+    return backends.admin_client(client_settings(brokers, overrides=kafka_config))
 
 
 def wait_for_metadata(
@@ -70,7 +71,7 @@ def wait_for_metadata(
     """
     errors = ClientErrors()
     settings = client_settings(brokers, overrides=kafka_config) | {"error_cb": errors.record}
-    client = AdminClient(settings)
+    client = backends.admin_client(settings)
     started = time.monotonic()
     deadline = started + timeout
     while True:
@@ -372,7 +373,7 @@ def committed_offsets(
         "group.id": group,
         "enable.auto.commit": False,
     }
-    consumer = Consumer(settings)
+    consumer = backends.consumer(settings)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
@@ -438,7 +439,7 @@ def consumer_lag(
         "group.id": group,
         "enable.auto.commit": False,
     }
-    consumer = Consumer(settings)
+    consumer = backends.consumer(settings)
     try:
         lags = {}
         for partition, offset in committed.items():

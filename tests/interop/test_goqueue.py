@@ -22,6 +22,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from tests.interop.conftest import run_go
 from tests.kafka_helpers import eventually, fast_queue_options, read_topic
+from tests.tracing_helpers import Traced
 from zeroqueue import KqConf, Message, Pusher, Queue
 from zeroqueue.delay import create_tiers
 
@@ -254,3 +255,75 @@ def test_a_go_queue_consumer_sees_a_delayed_message_only_when_due(
     for line in lines:
         late = line["at"] - due[line["value"]]
         assert 0 <= late < 1.5, f"{line['value']}: {late:+.3f}s from due"
+
+
+@pytest.mark.kafka_only
+def test_a_trace_go_queue_pushed_continues_in_zeroqueues_handling_spans(  # noqa: PLR0917 - fixtures
+    broker_kind: str,
+    goqueue: Path,
+    brokers: list[str],
+    go_topic: Callable[[int], str],
+    group: str,
+    spans: Traced,
+) -> None:
+    # given go-queue's Pusher pushing from a context that carries a remote span
+    topic = go_topic(2)
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    go_push(
+        goqueue,
+        brokers,
+        topic,
+        20,
+        "-keys",
+        "4",
+        "-per-key",
+        "5",
+        "-traceparent",
+        traceparent(trace_id, caller),
+    )
+    # when a zeroqueue Queue with tracing on handles them
+    recorder = MessageRecorder()
+    conf = KqConf(Brokers=brokers, Group=group, Topic=topic, Offset="first")
+    with Queue(conf, recorder, **fast_queue_options()).running():
+        assert recorder.wait_for(20)
+        assert eventually(lambda: len(spans.named(f"process {topic}")) == 20)
+    # then each handling span is a child of the caller's span, in its trace
+    for span in spans.named(f"process {topic}"):
+        assert format(span.context.trace_id, "032x") == trace_id
+        assert span.parent is not None
+        assert format(span.parent.span_id, "016x") == caller
+
+
+@pytest.mark.kafka_only
+def test_a_trace_zeroqueue_pushed_reaches_go_queues_handler(  # noqa: PLR0917 - fixtures
+    broker_kind: str,
+    goqueue: Path,
+    brokers: list[str],
+    new_topic: Callable[[int], str],
+    group: str,
+    spans: Traced,
+) -> None:
+    # given zeroqueue pushing with tracing on, inside a request's span
+    topic = new_topic(2)
+    with Pusher(brokers, topic) as pusher, spans.tracer.start_as_current_span("request"):
+        for i in range(10):
+            pusher.push_with_key(f"key-{i}", f"value-{i}")
+    sends = {span.context.span_id: span for span in spans.named(f"send {topic}")}
+    assert len(sends) == 10
+    [request] = spans.named("request")
+    # when go-queue's own kq queue consumes them
+    lines = run_go(
+        goqueue,
+        "consume",
+        "-brokers",
+        ",".join(brokers),
+        "-topic",
+        topic,
+        "-group",
+        group,
+        "-count",
+        "10",
+    )
+    # then go-queue's handler context holds each message's own send span, in the trace
+    assert {line["trace_id"] for line in lines} == {format(request.context.trace_id, "032x")}
+    assert {int(line["span_id"], 16) for line in lines} == set(sends)

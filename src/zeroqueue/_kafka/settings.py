@@ -245,6 +245,8 @@ def check_brokers(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("at least one host:port")
     for broker in value:
+        if broker.startswith("memory://"):
+            continue  # an in-memory broker of zeroqueue.testing (see _kafka.backends)
         host, sep, port = broker.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"host:port entries; {broker!r} is not")

@@ -207,6 +207,27 @@ class ConnEngine(RebalanceListener):
         """Whether :meth:`stop` was called."""
         return self._stop.is_set()
 
+    def partition_states(self) -> list[tuple[str, int, int | None, int | None, int]]:
+        """Per owned partition: topic, partition, handled-until offset, committed, unfinished.
+
+        For readers on other threads (metrics scrapes): taken under the board's lock,
+        which guards the chunk counters, and changing nothing. The handled-until
+        offset is the first message not known to be handled (None before any was),
+        committed the last offset this member committed, unfinished the fetched
+        messages whose runs are not finished yet.
+        """
+        # tuple() copies the dict in one C call: the fetch thread may assign or
+        # revoke meanwhile, and iterating the live dict could see it change.
+        progresses = tuple(self._progress.values())
+        states = []
+        with self.board.lock:
+            for progress in progresses:
+                until, unfinished = progress.unhandled()
+                states.append(
+                    (progress.topic, progress.partition, until, progress.committed, unfinished)
+                )
+        return states
+
     # -- the fetch loop -------------------------------------------------------------
 
     def _fetch_loop(self, source: Source) -> None:

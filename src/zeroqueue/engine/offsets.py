@@ -88,6 +88,22 @@ class PartitionProgress:
         """How many fetched messages sit in chunks that are not finished."""
         return sum(chunk.size for chunk in self._chunks)
 
+    def unhandled(self) -> tuple[int | None, int]:
+        """Where handling stands, for a reader that must not change anything (metrics).
+
+        Returns the offset after the done prefix (the first message not known to be
+        handled; None before any was) and how many fetched messages sit in chunks
+        not finished yet. Unlike :meth:`advance` it drops no chunk.
+        """
+        until, unfinished, prefix = self.done_until, 0, True
+        for chunk in self._chunks:
+            if chunk.remaining:
+                prefix = False
+                unfinished += chunk.size
+            elif prefix:
+                until = chunk.last_offset + 1
+        return until, unfinished
+
     def __repr__(self) -> str:
         return (
             f"<PartitionProgress {self.topic}[{self.partition}] done_until={self.done_until} "

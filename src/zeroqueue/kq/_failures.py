@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from zeroqueue.engine.handlers import (
@@ -31,12 +32,22 @@ __all__ = ["FailureHooks"]
 
 _log = logging.getLogger("zeroqueue.engine")
 
+#: ``observer(topic, partition, seconds, error, outcome)``: zeroqueue's own metrics.
+Observer = Callable[[str, int, float, "BaseException | None", str], None]
+
 
 class FailureHooks:
     """Calls the user's hooks (or logs) for each failed attempt and handled message."""
 
-    def __init__(self, error_handler: ConsumeErrorHandler | None, metrics: MetricsHook | None):
+    def __init__(
+        self,
+        error_handler: ConsumeErrorHandler | None,
+        metrics: MetricsHook | None,
+        observer: Observer | None = None,
+    ):
         self._error_handler = error_handler
+        # zeroqueue.metrics' counts, heard before the user's hook (given only while on).
+        self._observer = observer
         self._error_outcome = error_handler is not None and positional_count(error_handler) >= 3
         self._metrics = metrics
         self._metrics_outcome = metrics is not None and positional_count(metrics) >= 5
@@ -66,17 +77,23 @@ class FailureHooks:
 
     def metrics_hook(self) -> ObserveHook | None:
         """The hook to give the engine: the user's, with the outcome if it asks for it."""
-        metrics = self._metrics
-        if metrics is None or not self._metrics_outcome:
+        metrics, observer = self._metrics, self._observer
+        if observer is None and (metrics is None or not self._metrics_outcome):
             return metrics  # type: ignore[return-value]  # the four-parameter form
-        last = self._last
+        last, user_outcome = self._last, self._metrics_outcome
 
         def with_outcome(topic: str, partition: int, seconds: float, error: Any) -> object:
             # A message done with an error was counted handled with it. A RetryRouter
             # said how just before (on this thread); without one, ForceCommit skipped it.
             outcome = "handled" if error is None else getattr(last, "outcome", "skipped")
             last.outcome = "skipped"
-            return metrics(topic, partition, seconds, error, outcome)  # type: ignore[call-arg]
+            if observer is not None:
+                observer(topic, partition, seconds, error, outcome)
+            if metrics is None:
+                return None
+            if user_outcome:
+                return metrics(topic, partition, seconds, error, outcome)  # type: ignore[call-arg]
+            return metrics(topic, partition, seconds, error)  # type: ignore[call-arg]
 
         return with_outcome
 

@@ -31,6 +31,7 @@ from zeroqueue.producer.options import (
     ProducerFactory,
     PushOptions,
 )
+from zeroqueue.tracing import end_span, push_tracer
 
 if TYPE_CHECKING:
     from zeroqueue.kq._fastpush import FastPush as _FastPushType
@@ -104,6 +105,8 @@ class _PusherBase:
         self._sync = options.sync_push
         self._closed = False
         self._delayed = DelayedPushes(self._core, topic)
+        # Set when an OpenTelemetry SDK is there: every push then takes the full path.
+        self._tracer = push_tracer(topic)
         # The hot path calls this directly: librdkafka's produce() when it picks the
         # partition itself, else the core's Python-balancer wrapper.
         self._produce: Callable[..., None] = (
@@ -179,6 +182,11 @@ class _PusherBase:
         self._delayed.ensure_tiers()
         topic, planned = self._delayed.plan(key, headers, seconds)
         return topic, planned
+
+    def _close_blocking(self, timeout: float | None) -> None:
+        """Flush and release the client on this thread (either face; idempotent)."""
+        if self._mark_closed():
+            self._core.close(timeout)
 
     def _closed_error(self) -> PusherClosedError:
         return self._core.closed_error(self._topic)
@@ -261,7 +269,11 @@ class Pusher(_PusherBase):
         # full buffer, bad input, a race with close()) goes through the full method.
         # Not for sync_push, nor where a subclass overrides a push.
         cls = type(self)
-        if self._sync or cls.push_with_key is not _PUSH_WITH_KEY_IN_FULL:
+        if (
+            self._sync
+            or self._tracer is not None
+            or cls.push_with_key is not _PUSH_WITH_KEY_IN_FULL
+        ):
             return
         # Each free variable costs every call a copy: only these three; the slow
         # path looks up the full method and the exception types as globals.
@@ -361,6 +373,25 @@ class Pusher(_PusherBase):
 
         ``delay`` and ``at`` as for :meth:`push`. Raises the same errors as :meth:`push`.
         """
+        if self._tracer is None:
+            self._push_in_full(key, value, headers, delay, at)
+            return
+        span, traced = self._tracer.start(key, headers, delay)
+        try:
+            self._push_in_full(key, value, traced, delay, at)
+        except BaseException as error:
+            end_span(span, error)
+            raise
+        end_span(span)
+
+    def _push_in_full(
+        self,
+        key: str | bytes | None,
+        value: str | bytes,
+        headers: HeadersArg,
+        delay: float | None,
+        at: datetime | float | None,
+    ) -> None:
         if self._closed:
             raise self._closed_error()
         topic = self._topic
@@ -430,8 +461,7 @@ class Pusher(_PusherBase):
 
         Raises what :meth:`flush` raises; the client is released either way.
         """
-        if self._mark_closed():
-            self._core.close(timeout)
+        self._close_blocking(timeout)
 
     def __enter__(self) -> Pusher:
         return self
@@ -479,6 +509,25 @@ class AsyncPusher(_PusherBase):
         at: datetime | float | None = None,
     ) -> None:
         """Push ``value`` under ``key``; ``delay``/``at`` and errors as :meth:`Pusher.push`."""
+        if self._tracer is None:
+            await self._push_in_full(key, value, headers, delay, at)
+            return
+        span, traced = self._tracer.start(key, headers, delay)
+        try:
+            await self._push_in_full(key, value, traced, delay, at)
+        except BaseException as error:
+            end_span(span, error)
+            raise
+        end_span(span)
+
+    async def _push_in_full(
+        self,
+        key: str | bytes | None,
+        value: str | bytes,
+        headers: HeadersArg,
+        delay: float | None,
+        at: datetime | float | None,
+    ) -> None:
         if self._closed:
             raise self._closed_error()
         core, topic = self._core, self._topic
@@ -520,8 +569,7 @@ class AsyncPusher(_PusherBase):
 
     async def close(self, timeout: float | None = None) -> None:
         """Flush, then release the client; raises like :meth:`Pusher.close`."""
-        if self._mark_closed():
-            await asyncio.to_thread(self._core.close, timeout)
+        await asyncio.to_thread(self._close_blocking, timeout)
 
     async def __aenter__(self) -> AsyncPusher:
         return self

@@ -11,6 +11,7 @@ from typing import Any
 
 from zeroqueue import admin
 from zeroqueue._checks import check_number, check_seconds
+from zeroqueue._kafka import backends
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue._signals import install_stop_signals
 from zeroqueue.delay._gate import DueGate
@@ -29,10 +30,12 @@ from zeroqueue.errors import ConfigError, ZeroQueueError
 from zeroqueue.kq._failures import FailureHooks
 from zeroqueue.kq._releasers import DelayReleasers
 from zeroqueue.kq.config import KqConf
+from zeroqueue.metrics._hub import queue_stats
 from zeroqueue.producer.options import PushOptions
 from zeroqueue.retry._conf import RetryConf
 from zeroqueue.retry._headers import BACKOFF_TIMESTAMP
 from zeroqueue.retry._router import RetryRouter
+from zeroqueue.tracing import traced_handler
 
 __all__ = ["Queue"]
 
@@ -147,10 +150,12 @@ class Queue:
             if hook is not None and not callable(hook):
                 raise ConfigError(f"{name}: got {hook!r}; expected a callable or None")
         self.conf = conf
-        self.handler = resolve_handler(handler)
+        self.handler = traced_handler(resolve_handler(handler), conf.group)
         self.connect_timeout = connect_timeout
         self.handle_signals = bool(handle_signals)
-        hooks = FailureHooks(error_handler, metrics)
+        # None while zeroqueue.metrics is off: then nothing is added per message.
+        stats = queue_stats(self, conf.group)
+        hooks = FailureHooks(error_handler, metrics, None if stats is None else stats.observe)
         self._metrics = hooks.metrics_hook()
         self.retry = retry if retry is not None else conf.retry
         self._router: RetryRouter | None = None
@@ -186,12 +191,22 @@ class Queue:
                 max_retry_backoff=max(max_retry_backoff, retry_backoff),
             )
         )
+        if stats is not None:
+            self._policy = stats.counting(self._policy)
         self._hold_back = hold_back or (
             DueGate(self._router.retry_waits, BACKOFF_TIMESTAMP)
             if self._router is not None and self._router.retry_topics
             else None
         )
-        self._source_factory: SourceFactory = source_factory or KafkaSource
+        # A memory:// Brokers value (zeroqueue.testing) brings its broker's group members.
+        memory = backends.backend_for(conf.brokers) if source_factory is None else None
+        self._source_factory: SourceFactory = source_factory or (
+            KafkaSource if memory is None else memory.source
+        )
+        # The cluster's own clients (Kafka's, or a memory broker's): start() waits for
+        # the cluster, creates retry topics and releases delayed messages. A source of
+        # another kind (a test's stand-in) has no cluster behind it.
+        self._own_source = source_factory is None or source_factory is KafkaSource
         self.delayed_delivery = bool(delayed_delivery)
         self._session_timeout = session_timeout
         self._releasers: DelayReleasers | None = None
@@ -225,6 +240,9 @@ class Queue:
         }
         if kafka_config:
             self._settings |= dict(kafka_config)
+        if stats is not None and self._source_factory is KafkaSource:
+            # Where scrapes ask for watermarks (a stand-in source has no cluster).
+            stats.connect(tuple(conf.brokers), _security_of(self._settings))
         self._engines: list[ConnEngine] = []
         self._lock = threading.Lock()
         self._state = "new"
@@ -254,8 +272,8 @@ class Queue:
             self._state = "starting"
             self._runner_thread = threading.current_thread()
         try:
-            if self._source_factory is KafkaSource:
-                # A source of another kind (a test's, in memory) has no cluster to wait for.
+            if self._own_source:
+                # A stand-in source of a test has no cluster to wait for.
                 admin.wait_for_metadata(
                     self.conf.brokers,
                     timeout=self.connect_timeout,

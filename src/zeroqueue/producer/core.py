@@ -17,9 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Message as KafkaMessage
 
+from zeroqueue._kafka import backends
 from zeroqueue._kafka.settings import KAFKA_LOGGER, ClientErrors, Security, client_settings
 from zeroqueue.admin import max_message_bytes
 from zeroqueue.errors import (
@@ -32,6 +33,7 @@ from zeroqueue.errors import (
     PushTimeoutError,
 )
 from zeroqueue.message import Message
+from zeroqueue.metrics._hub import HUB, producer_stats
 from zeroqueue.producer.balancer import (
     BalancerFunc,
     LeastBytesBalancer,
@@ -70,6 +72,20 @@ def _encode(data: str | bytes | None) -> bytes | None:
 
 def _size(key: str | bytes | None, value: str | bytes | None) -> int:
     return len(_encode(key) or b"") + len(_encode(value) or b"")
+
+
+def _counting(
+    on_delivery: Callable[[KafkaError | None, KafkaMessage], None],
+    failed: Callable[[str], None],
+) -> Callable[[KafkaError | None, KafkaMessage], None]:
+    """``on_delivery``, telling ``failed`` the topic of a message Kafka did not take."""
+
+    def report(error: KafkaError | None, message: KafkaMessage) -> None:
+        if error is not None:
+            failed(message.topic() or "")
+        on_delivery(error, message)
+
+    return report
 
 
 class ProducerCore:
@@ -136,10 +152,17 @@ class ProducerCore:
         partitioner = librdkafka_partitioner(options.balancer)
         if partitioner is not None:
             settings["partitioner"] = partitioner
+        # None while zeroqueue.metrics is off. On, librdkafka's statistics count what
+        # was sent (served by the delivery-report thread): nothing added per push.
+        self._stats = producer_stats(self)
+        if self._stats is not None:
+            settings["statistics.interval.ms"] = max(1, int(HUB.statistics_interval * 1000))
+            settings["stats_cb"] = self._stats.on_statistics
         if options.kafka_config:
             settings |= dict(options.kafka_config)
         try:
-            self.producer: KafkaProducer = (producer_factory or Producer)(settings)
+            # The default is confluent-kafka's Producer, or a memory:// broker's stand-in.
+            self.producer: KafkaProducer = (producer_factory or backends.producer)(settings)
         except KafkaException as exc:
             raise ConfigError(f"kafka_config: {exc.args[0].str()}") from exc
         self._stop_polling = threading.Event()
@@ -224,6 +247,10 @@ class ProducerCore:
         """
         if self._closed:
             raise self.closed_error(topic)
+        if on_delivery is not None and self._stats is not None:
+            # A message with its own callback (sync_push, AsyncPusher's) never reaches
+            # _on_failed_delivery: count its failure on the way.
+            on_delivery = _counting(on_delivery, self._stats.failed)
         try:
             self.produce(
                 topic, value, key, headers=headers, on_delivery=on_delivery, partition=partition
@@ -441,6 +468,10 @@ class ProducerCore:
                     " still in flight (some may have reached the broker)"
                 )
                 self._purge()
+            if self._stats is not None:
+                # Statistics are periodic: without one more, the last pushes of a
+                # closing client would never be counted. The poller serves it.
+                self._stats.wait_for_statistics(HUB.statistics_interval + 1.0)
         finally:
             self._stop_polling.set()
             if self._poller is not threading.current_thread():
@@ -498,6 +529,8 @@ class ProducerCore:
         if error is None:
             return
         topic = message.topic() or ""
+        if self._stats is not None:
+            self._stats.failed(topic)
         with self._lock:
             self._failed += 1
             self._reasons[error.str()] += 1

@@ -47,6 +47,7 @@ from zeroqueue.retry import _headers as h
 from zeroqueue.retry._conf import RetryConf, retry_topic_name
 from zeroqueue.retry._moved import MOVE_HEADROOM, moved_headers, too_large
 from zeroqueue.retry._signals import DeadLetter, RetryLater
+from zeroqueue.tracing import forwarding
 
 __all__ = ["Outcome", "RetryRouter", "Tier"]
 
@@ -329,6 +330,12 @@ class RetryRouter:
 
     def _push(self, topic: str, message: Message, headers: list[tuple[str, bytes]]) -> None:
         """Push and wait for the acknowledgement (acks=all): only then may it be committed."""
+        with forwarding(topic, message.key, headers) as traced:
+            self._push_and_wait(topic, message, traced)  # type: ignore[arg-type]
+
+    def _push_and_wait(
+        self, topic: str, message: Message, headers: list[tuple[str, bytes]]
+    ) -> None:
         core = self._producer()
         done = threading.Event()
         reports: list[tuple[KafkaError | None, KafkaMessage]] = []
@@ -357,6 +364,12 @@ class RetryRouter:
         self, topic: str, message: Message, headers: list[tuple[str, bytes]]
     ) -> None:
         """:meth:`_push` without blocking the event loop."""
+        with forwarding(topic, message.key, headers) as traced:
+            await self._push_and_await(topic, message, traced)  # type: ignore[arg-type]
+
+    async def _push_and_await(
+        self, topic: str, message: Message, headers: list[tuple[str, bytes]]
+    ) -> None:
         core = self._core
         if core is None:
             # Making it may ask the cluster for the source topics' size limit.

@@ -10,10 +10,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from zeroqueue._signals import install_stop_signals
 from zeroqueue.errors import ConfigError, ServiceError
+
+if TYPE_CHECKING:
+    from zeroqueue.conf import ServiceConf
+    from zeroqueue.metrics import MetricsServer
 
 __all__ = ["AsyncService", "Closer", "ExitCode", "Service", "ServiceError", "ServiceGroup"]
 
@@ -98,9 +102,16 @@ class ServiceGroup:
     Args:
         grace: Seconds each service may take to stop (per service, default 30).
         handle_signals: On the main thread, SIGINT/SIGTERM stop the group.
+        conf: The service's ``ServiceConf``: see :meth:`set_up`.
     """
 
-    def __init__(self, *, grace: float = 30.0, handle_signals: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float = 30.0,
+        handle_signals: bool = True,
+        conf: ServiceConf | None = None,
+    ) -> None:
         if not isinstance(grace, (int, float)) or not grace >= 0:
             raise ConfigError(f"grace: got {grace!r}; expected seconds >= 0")
         self.grace = float(grace)
@@ -117,6 +128,24 @@ class ServiceGroup:
         self._loop_thread: threading.Thread | None = None
         #: How the last run ended (None before it ends).
         self.exit_code: ExitCode | None = None
+        #: The Prometheus endpoint :meth:`set_up` started (None: not served by the group).
+        self.metrics_server: MetricsServer | None = None
+        if conf is not None:
+            self.set_up(conf)
+
+    def set_up(self, conf: ServiceConf) -> None:
+        """Apply ``conf``'s service-wide sections, as go-zero's ``ServiceConf.SetUp``.
+
+        With ``Prometheus.Host`` set, metrics are turned on and served at
+        ``Host:Port/Path`` (:func:`zeroqueue.metrics.serve`) from now until the group
+        stops: call it before building the Queues and Pushers to watch. It needs
+        the ``metrics`` extra (a ConfigError says so).
+        """
+        if conf.prometheus.host and self.metrics_server is None:
+            from zeroqueue import metrics  # noqa: PLC0415 - only a service that serves them
+
+            self.metrics_server = metrics.serve(conf.prometheus)
+            _log.info("serving metrics at %s", self.metrics_server.url)
 
     # -- building ------------------------------------------------------------------
 
@@ -189,6 +218,9 @@ class ServiceGroup:
             restore()
             with self._lock:
                 self._state = "stopped"
+            if self.metrics_server is not None:
+                # Last: scrapes see the services' final figures until they stopped.
+                self.metrics_server.close()
         failures = self._failures(failed)
         if failures:
             self.exit_code = ExitCode.FAILED

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from zeroqueue._telemetry import setup_telemetry
 from zeroqueue.conf import ServiceConf, load, setup_logging
 from zeroqueue.errors import ConfigError
 from zeroqueue.service._group import ExitCode, ServiceGroup
@@ -143,6 +144,9 @@ def prepare(module: ModuleType, config_path: str, group: ServiceGroup) -> tuple[
     conf = load(config_path, module.Config)
     if isinstance(conf, ServiceConf):
         setup_logging(conf)
+        setup_telemetry(conf)
+        # Before setup(): the Queues and Pushers it builds are then watched.
+        group.set_up(conf)
     return conf, module.setup(conf, group)
 
 

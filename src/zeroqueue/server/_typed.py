@@ -1,0 +1,116 @@
+"""Typed handlers: the parameter's type decides how a message's value is decoded."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from zeroqueue.codec import CONTENT_TYPE_HEADER, Codec, codec_for_content_type
+from zeroqueue.engine.handlers import is_async_callable
+from zeroqueue.errors import ConfigError, DecodeError
+from zeroqueue.message import Message
+
+__all__ = ["MessageHandler", "typed_handler"]
+
+MessageHandler = Callable[[Message], Any]
+
+
+class _Decoder:
+    """Decodes one message's value into ``into`` with the codec its header or subscriber names."""
+
+    def __init__(self, into: Any, codec: Codec) -> None:
+        self.into = None if into is inspect.Parameter.empty else into
+        self.codec = codec
+
+    def __call__(self, message: Message) -> Any:
+        into = self.into
+        if into is Message:
+            return message
+        value = message.value if message.value is not None else b""
+        if into is bytes:
+            return value
+        codec = self.codec
+        for name, header in message.headers:
+            if name.lower() == CONTENT_TYPE_HEADER and header:
+                codec = codec_for_content_type(header.decode(errors="replace")) or codec
+        try:
+            if into is str:
+                return value.decode()
+            return codec.decode(value, into)
+        except Exception as error:
+            wanted = getattr(into, "__name__", None) or repr(into)
+            used = "as UTF-8 text" if into is str else f"with codec {codec.name!r}"
+            raise DecodeError(
+                f"{message.topic}[{message.partition}]@{message.offset}: the value does not"
+                f" decode as {wanted} {used}: {_one_line(error)}"
+            ) from error
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    # pydantic's ValidationError spells each problem over several lines: keep it whole
+    # but on one line, for a log line or a dead-letter header.
+    return " ".join(part.strip() for part in text.splitlines()) or type(error).__name__
+
+
+def typed_handler(func: Callable[..., Any], codec: Codec) -> MessageHandler:
+    """A Queue handler ``(message)`` that calls ``func`` with its value decoded.
+
+    ``func`` takes the payload, annotated with what it wants: a pydantic model, a
+    dataclass, ``dict``, ``list[...]`` (decoded by the codec), ``str`` or
+    ``bytes`` (the value as it is), or :class:`Message` for the message itself;
+    and optionally a second parameter for the :class:`Message` (its key,
+    headers, partition, offset). Sync or ``async def``. A value that does not
+    decode or validate raises :class:`~zeroqueue.errors.DecodeError`: a poison
+    message, dead-lettered at once when the Queue has a dead-letter topic.
+
+    Raises:
+        ConfigError: ``func`` is not callable or takes neither shape.
+    """
+    if not callable(func):
+        raise ConfigError(f"handler: got {func!r}; expected a callable (payload[, message])")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"handler: {func!r} has no signature to read its types from") from error
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in positional if p.default is p.empty]
+    name = getattr(func, "__qualname__", repr(func))
+    if not positional or len(required) > 2:
+        raise ConfigError(
+            f"handler: {name}{signature}; expected (payload) or (payload, message), the"
+            " payload annotated with the type to decode into"
+        )
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as error:  # a forward reference that does not resolve
+        raise ConfigError(f"handler: {name}: cannot resolve its annotations: {error}") from error
+    decode = _Decoder(hints.get(positional[0].name, inspect.Parameter.empty), codec)
+    with_message = len(required) == 2
+    # Not functools.wraps: the Queue reads the wrapper's own (message) signature,
+    # which __wrapped__ would hide behind the user's.
+    if is_async_callable(func):
+
+        async def handle_async(message: Message) -> Any:
+            payload = decode(message)
+            if with_message:
+                return await func(payload, message)
+            return await func(payload)
+
+        handle_async.__qualname__ = name
+        return handle_async
+
+    def handle(message: Message) -> Any:
+        payload = decode(message)
+        if with_message:
+            return func(payload, message)
+        return func(payload)
+
+    handle.__qualname__ = name
+    return handle
