@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Producer
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 
 from tests.kafka_helpers import eventually, fast_queue_options, read_topic, running, unique_name
 from tests.tracing_helpers import Traced
@@ -109,6 +109,39 @@ def test_async_pushes_and_async_handlers_are_traced_too(
     assert process.parent is not None
     assert process.parent.span_id == send.context.span_id
     assert contexts == [process.context]
+
+
+def test_the_baggage_a_message_carries_reaches_sync_and_async_handlers(
+    brokers: list[str], new_topic: Callable[[int], str], group: str, spans: Traced
+) -> None:
+    # given a message whose baggage says who the user is (as go-zero's propagator writes it)
+    topic = new_topic(1)
+    producer = Producer({"bootstrap.servers": ",".join(brokers)})
+    producer.produce(
+        topic,
+        b"v",
+        headers=[
+            ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            ("baggage", b"user=alice"),
+        ],
+    )
+    assert producer.flush(10) == 0
+    users: dict[str, str | None] = {}
+
+    def handle(message: Message) -> None:
+        users["sync"] = baggage.get_baggage("user")  # type: ignore[assignment]
+
+    async def handle_async(message: Message) -> None:
+        await asyncio.sleep(0)
+        users["async"] = baggage.get_baggage("user")  # type: ignore[assignment]
+
+    # when a sync and an async handler (groups of their own) handle it
+    one = Queue(conf(brokers, topic, group), handle, **fast_queue_options())
+    two = Queue(conf(brokers, topic, f"{group}-async"), handle_async, **fast_queue_options())
+    with running(one), running(two):
+        assert eventually(lambda: len(users) == 2)
+    # then both see it in their context
+    assert users == {"sync": "alice", "async": "alice"}
 
 
 def test_a_retried_message_stays_in_its_trace_and_the_failure_is_recorded(

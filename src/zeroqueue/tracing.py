@@ -215,7 +215,7 @@ class _TracedHandler(HandlerSpec):
 
     def call(self, record: KafkaMessage, attempt: int = 1) -> Any:
         """Call the handler inside a consumer span whose parent is the message's context."""
-        span, token = self._start(record, attempt)
+        span, token, parent = self._start(record, attempt)
         try:
             result = self.inner.call(record, attempt)
         except BaseException as error:
@@ -225,11 +225,11 @@ class _TracedHandler(HandlerSpec):
         finally:
             otel_context.detach(token)
         if self.inner.is_async:
-            return self._finish_async(result, span)
+            return self._finish_async(result, span, parent)
         span.end()
         return result
 
-    def _start(self, record: KafkaMessage, attempt: int) -> tuple[Any, Any]:
+    def _start(self, record: KafkaMessage, attempt: int) -> tuple[Any, Any, Any]:
         headers: HeaderPairs = record.headers() or []  # type: ignore[assignment]
         parent = propagate.extract(_carrier(headers))
         topic = record.topic() or ""
@@ -254,12 +254,12 @@ class _TracedHandler(HandlerSpec):
             f"process {topic}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return span, token
+        return span, token, parent
 
-    async def _finish_async(self, result: Awaitable[Any], span: Any) -> Any:
+    async def _finish_async(self, result: Awaitable[Any], span: Any, parent: Any) -> Any:
         # The coroutine runs on the event loop after call() returned: it gets the
-        # span as its current context there.
-        token = otel_context.attach(trace.set_span_in_context(span))
+        # span as its current context there, with what the message carried (baggage).
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:
             return await result
         except BaseException as error:

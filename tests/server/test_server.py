@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 
@@ -11,7 +12,14 @@ import pytest
 from pydantic import BaseModel
 
 from tests.kafka_helpers import eventually, fast_queue_options, read_topic, unique_name
-from zeroqueue import ConfigError, InvalidMessageError, Message, PusherClosedError, admin
+from zeroqueue import (
+    ConfigError,
+    InvalidMessageError,
+    Message,
+    Pusher,
+    PusherClosedError,
+    admin,
+)
 from zeroqueue.retry import RetryConf
 from zeroqueue.retry import headers as h
 from zeroqueue.server import Broker, Server
@@ -150,6 +158,76 @@ def test_a_subscriber_without_a_group_or_with_a_bad_setting_is_refused(brokers: 
         server.subscribe("orders", lambda order: None, group="g", settings={"Offset": "middle"})
     with pytest.raises(ConfigError, match=r"expected \(payload\) or \(payload, message\)"):
         server.subscribe("orders", lambda a, b, c: None, group="g")
+
+
+def test_a_keyword_only_parameter_without_a_default_is_refused_at_subscribe(
+    brokers: list[str],
+) -> None:
+    # (it would fail every message with a TypeError, each one retried or dead-lettered)
+    server = Server(brokers, group="g", handle_signals=False)
+
+    def on_order(order: Order, *, message: Message) -> None: ...
+
+    with pytest.raises(ConfigError, match=r"expected \(payload\) or \(payload, message\)"):
+        server.subscribe("orders", on_order)
+
+
+class Recorder:
+    """A handler that is an object: its annotations are on __call__."""
+
+    def __init__(self) -> None:
+        self.got: list[Order] = []
+
+    def __call__(self, order: Order) -> None:
+        self.got.append(order)
+
+
+def test_callable_objects_partials_an_optional_message_and_tombstones(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
+    objects, partials, optional, tombstones = (new_topic(1) for _ in range(4))
+    recorder = Recorder()
+    got: dict[str, list[object]] = {"partial": [], "message": [], "tombstone": []}
+
+    def tagged(into: list[object], order: Order) -> None:
+        into.append(order)
+
+    def with_message(order: Order, message: Message | None = None) -> None:
+        got["message"].append(message.offset if message is not None else None)
+
+    def maybe(order: Order | None) -> None:
+        got["tombstone"].append(order)
+
+    server = Server(brokers, group=group, settings=FIRST, handle_signals=False)
+    server.subscribe(objects, recorder, **fast_queue_options())
+    server.subscribe(partials, functools.partial(tagged, got["partial"]), **fast_queue_options())
+    server.subscribe(optional, with_message, **fast_queue_options())
+    server.subscribe(tombstones, maybe, **fast_queue_options())
+    with server.running():
+        for topic in (objects, partials, optional, tombstones):
+            server.publish(topic, Order(id=1, item="tea"))
+        server.broker.flush()
+        with Pusher(brokers, tombstones) as pusher:
+            pusher.push_with_key("gone", None)  # type: ignore[arg-type]  # a tombstone
+        assert eventually(
+            lambda: (
+                len(recorder.got) == 1
+                and all(
+                    len(values) == len(expected)
+                    for values, expected in (
+                        (got["partial"], [1]),
+                        (got["message"], [0]),
+                        (got["tombstone"], [1, 2]),
+                    )
+                )
+            )
+        )
+    assert recorder.got == [Order(id=1, item="tea")]
+    assert got["partial"] == [Order(id=1, item="tea")]
+    # the Message reaches a second parameter that asks for it, default or not
+    assert got["message"] == [0]
+    # a tombstone is None for a payload that takes None, not a poison message
+    assert got["tombstone"] == [Order(id=1, item="tea"), None]
 
 
 def test_stop_drains_and_commits_then_closes_the_broker(

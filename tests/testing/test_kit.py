@@ -122,6 +122,38 @@ def test_a_crashed_queues_partitions_go_to_the_other_member_from_the_last_commit
     assert memory_broker.committed("g", "t") == {0: 2, 1: 2}
 
 
+def test_a_queue_crashed_from_its_handler_handles_nothing_more_of_what_it_fetched(
+    memory_broker: MemoryBroker,
+) -> None:
+    # given a Queue that fetched a backlog of 50 and crashes while handling the 5th
+    memory_broker.create_topic("t", 1)
+    for n in range(50):
+        memory_broker.push("t", f"m{n}")
+    kq = KqConf(Brokers=memory_broker.brokers, Group="g", Topic="t", Offset="first")
+    seen = Seen()
+    crashed = threading.Event()
+    queue: Queue | None = None
+
+    def handle(message: Message) -> None:
+        seen.add(message)
+        if message.value_str == "m4":
+            assert queue is not None
+            memory_broker.crash(queue)
+            crashed.set()
+
+    queue = Queue(kq, handle, handle_signals=False, commit_interval=60.0, adaptive=False)
+    with queue.running():
+        assert crashed.wait(10)
+    # then, as a killed process, it handled nothing after that message
+    assert [m.value_str for m in seen.messages] == [f"m{n}" for n in range(5)]
+    assert memory_broker.committed("g", "t") == {0: None}
+    # and the next member of the group gets all 50 again
+    again = Seen()
+    with Queue(kq, again.add, handle_signals=False).running() as other:
+        memory_broker.wait_idle(other)
+    assert len(again.messages) == 50
+
+
 def test_a_server_subscriber_and_publish_run_on_the_kit(memory_broker: MemoryBroker) -> None:
     # given a Server built with the kit's brokers value
     server = Server(memory_broker.brokers, group="billing", handle_signals=False)

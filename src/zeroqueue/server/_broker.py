@@ -167,4 +167,7 @@ class Broker:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise PusherClosedError("the broker is closed; publish before close()")
+            raise PusherClosedError(
+                "the broker is closed (close() was called, or the Server holding it stopped);"
+                " publish while it is open"
+            )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from zeroqueue.codec import Codec, get_codec
+from zeroqueue.engine.conn import ABORT_GRACE
 from zeroqueue.errors import ConfigError
 from zeroqueue.kq.config import KqConf
 from zeroqueue.kq.queue import Queue
@@ -163,7 +164,11 @@ class Server:
             },
             source=f"subscriber {topic!r}",
         )
-        queue_options.setdefault("shutdown_timeout", min(10.0, self.grace))
+        # A Queue's stop takes its shutdown_timeout, then ABORT_GRACE to let go: both
+        # within the server's grace, or the group gives up on it and closes the broker.
+        queue_options.setdefault(
+            "shutdown_timeout", max(0.5, min(10.0, self.grace - ABORT_GRACE - 1.0))
+        )
         queue = Queue(
             conf,
             typed_handler(handler, chosen_codec),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
 from typing import Any
 
 from zeroqueue.codec import CONTENT_TYPE_HEADER, Codec, codec_for_content_type
+from zeroqueue.codec._typed import adapter
 from zeroqueue.engine.handlers import is_async_callable
 from zeroqueue.errors import ConfigError, DecodeError
 from zeroqueue.message import Message
@@ -24,6 +26,21 @@ class _Decoder:
         self.into = None if into is inspect.Parameter.empty else into
         self.codec = codec
 
+    def _tombstone(self, message: Message) -> Any:
+        """A message with no value (a tombstone): None where the type takes None."""
+        into = self.into
+        if into is None or into is Any:
+            return None
+        try:
+            return adapter(into).validate_python(None)
+        except Exception as error:
+            wanted = getattr(into, "__name__", None) or repr(into)
+            raise DecodeError(
+                f"{message.topic}[{message.partition}]@{message.offset}: the message has no"
+                f" value (a tombstone) and {wanted} takes no None; annotate the payload"
+                f" Optional[{wanted}] to get None"
+            ) from error
+
     def __call__(self, message: Message) -> Any:
         into = self.into
         if into is Message:
@@ -31,6 +48,8 @@ class _Decoder:
         value = message.value if message.value is not None else b""
         if into is bytes:
             return value
+        if message.value is None and into is not str:
+            return self._tombstone(message)
         codec = self.codec
         for name, header in message.headers:
             if name.lower() == CONTENT_TYPE_HEADER and header:
@@ -46,6 +65,20 @@ class _Decoder:
                 f"{message.topic}[{message.partition}]@{message.offset}: the value does not"
                 f" decode as {wanted} {used}: {_one_line(error)}"
             ) from error
+
+
+def _annotated(func: Callable[..., Any]) -> Any:
+    """Where ``func``'s annotations are: itself, a partial's function, an object's __call__."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.isfunction(func) or inspect.ismethod(func) or inspect.isclass(func):
+        return func
+    return type(func).__call__  # a callable object's own annotations
+
+
+def _mentions_message(annotation: Any) -> bool:
+    """Whether ``annotation`` is Message, or a union holding it (``Message | None``)."""
+    return annotation is Message or Message in typing.get_args(annotation)
 
 
 def _one_line(error: BaseException) -> str:
@@ -71,28 +104,31 @@ def typed_handler(func: Callable[..., Any], codec: Codec) -> MessageHandler:
     """
     if not callable(func):
         raise ConfigError(f"handler: got {func!r}; expected a callable (payload[, message])")
+    name = getattr(func, "__qualname__", None) or repr(func)
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"handler: {func!r} has no signature to read its types from") from error
-    positional = [
-        p
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    try:
+        hints = typing.get_type_hints(_annotated(func))
+    except Exception as error:  # a forward reference that does not resolve
+        raise ConfigError(f"handler: {name}: cannot resolve its annotations: {error}") from error
+    parameters = signature.parameters.values()
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p for p in positional if p.default is p.empty]
-    name = getattr(func, "__qualname__", repr(func))
-    if not positional or len(required) > 2:
+    # A keyword-only parameter without a default would fail every call: refuse it now.
+    keyword_only = [p for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if not positional or len(required) > 2 or keyword_only:
         raise ConfigError(
             f"handler: {name}{signature}; expected (payload) or (payload, message), the"
             " payload annotated with the type to decode into"
         )
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception as error:  # a forward reference that does not resolve
-        raise ConfigError(f"handler: {name}: cannot resolve its annotations: {error}") from error
     decode = _Decoder(hints.get(positional[0].name, inspect.Parameter.empty), codec)
-    with_message = len(required) == 2
+    # The Message goes to a second parameter that needs it, or that asks for it by its
+    # annotation though it has a default (``message: Message | None = None``).
+    with_message = len(required) == 2 or (
+        len(positional) >= 2 and _mentions_message(hints.get(positional[1].name))
+    )
     # Not functools.wraps: the Queue reads the wrapper's own (message) signature,
     # which __wrapped__ would hide behind the user's.
     if is_async_callable(func):

@@ -186,8 +186,9 @@ class MemoryBroker:
         and their partitions go at once to the group's other members, or to the
         next Queue of the group, from the last committed offset: every message
         handled since the last commit is delivered again, as Kafka does after a
-        crash. A Queue is also told to stop (without waiting), so its threads
-        end; handlers already running finish, their work uncommitted. Callable
+        crash. Its engine drops what it fetched and had not started (a killed
+        process handles nothing more) and its Queue stops (without waiting for
+        it); handlers already running finish, their work uncommitted. Callable
         from inside a handler: "crash after the n-th message".
         """
         queue = None if isinstance(target, str) else target
@@ -197,16 +198,26 @@ class MemoryBroker:
             else:
                 engines = {id(engine) for engine in queue.engines}
                 victims = [s for s in self._sources if id(s.listener) in engines and s.live]
-            groups = set()
+            stop = None if queue is None else (lambda: queue.stop(wait=False))
             for source in victims:
                 source.crashed = True
+                # Its engine drops these (nothing it fetched is handled any more) and
+                # stops its Queue, on its fetch thread: see MemorySource.fetch.
+                source.lost_on_crash = sorted(source.owned)
+                # And at once: its handlers must not take the next message of a batch
+                # before the fetch thread gets there (the engine's own flag for a
+                # partition it lost, which its processors read before each message).
+                progress = getattr(source.listener, "_progress", {})
+                for key in source.lost_on_crash:
+                    if key in progress:
+                        progress[key].revoked = True
+                source.after_crash = stop
                 source.owned.clear()
                 source.to_assign.clear()
                 source.to_revoke.clear()
                 self._leave(source)
-                groups.add(source.group)
             self._cond.notify_all()
-        if queue is not None:
+        if queue is not None and not victims:
             queue.stop(wait=False)
 
     def wait_idle(self, *queues: Queue, timeout: float = 10.0) -> None:

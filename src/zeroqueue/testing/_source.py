@@ -12,7 +12,7 @@ leaves at once, as a killed process does.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message as KafkaMessage
@@ -60,6 +60,10 @@ class MemorySource:
         self.paused: set[TopicPartitionKey] = set()
         self.crashed = False
         self.closed = False
+        # Set by MemoryBroker.crash: what the member owned, for its engine to drop on
+        # the fetch thread (as lost), then how to stop its Queue.
+        self.lost_on_crash: list[TopicPartitionKey] = []
+        self.after_crash: Callable[[], None] | None = None
         self._failed_commits: list[TopicPartitionKey] = []
         broker._join(self)
 
@@ -78,7 +82,12 @@ class MemorySource:
             self._serve_rebalance()
             with cond:
                 if not self.live:
-                    return []
+                    lost, self.lost_on_crash = self.lost_on_crash, []
+                    after, self.after_crash = self.after_crash, None
+            if not self.live:
+                self._crashed(lost, after)
+                return []
+            with cond:
                 if self.to_revoke or self.to_assign:
                     continue
                 batch = self._take(max_messages)
@@ -89,6 +98,15 @@ class MemorySource:
                 if left <= 0 or getattr(self.listener, "stopping", False):
                     return []
                 cond.wait(min(left, _STOP_CHECK))
+
+    def _crashed(self, lost: list[TopicPartitionKey], after: Callable[[], None] | None) -> None:
+        """A killed process handles nothing more: its engine drops what it fetched."""
+        if lost:
+            # On the fetch thread, as librdkafka reports a lost partition: messages
+            # fetched and not started are never handled (nor committed).
+            self.listener.lost(lost)
+        if after is not None:
+            after()
 
     def _take(self, max_messages: int) -> list[KafkaMessage]:
         batch: list[KafkaMessage] = []
