@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
 from confluent_kafka import KafkaError, Producer
 
@@ -37,7 +36,6 @@ from zeroqueue.admin import create_topic, delete_topic
 from zeroqueue.errors import PushError
 from zeroqueue.kq import Pusher
 from zeroqueue.kq import pusher as pusher_module
-from zeroqueue.producer import core as producer_core
 
 PARTITIONS = 8
 KEY_COUNT = 1000
@@ -92,10 +90,14 @@ def scenarios(messages_100b: int, messages_1k: int) -> list[Scenario]:
 
 def pusher_settings(brokers: str, topic: str, options: dict[str, Any]) -> dict[str, Any]:
     """The librdkafka settings a Pusher with ``options`` gives its Producer."""
-    with mock.patch.object(producer_core, "Producer", wraps=Producer) as spy:
-        Pusher([brokers], topic, **options).close()
-    settings: dict[str, Any] = spy.call_args.args[0]
-    return settings
+    seen: list[dict[str, Any]] = []
+
+    def spy(settings: dict[str, Any]) -> Producer:
+        seen.append(settings)
+        return Producer(settings)
+
+    Pusher([brokers], topic, producer_factory=spy, **options).close()
+    return seen[0]
 
 
 def raw_settings(pusher: dict[str, Any], failures: list[str]) -> dict[str, Any]:
