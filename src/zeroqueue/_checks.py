@@ -1,13 +1,15 @@
-"""Checks on numeric options that raise a ConfigError naming the option."""
+"""Checks on options that raise a ConfigError naming the option."""
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from zeroqueue.errors import ConfigError
 
-__all__ = ["check_number", "check_seconds"]
+__all__ = ["check_flag", "check_number", "check_seconds", "check_settings"]
 
 
 def check_number(
@@ -44,3 +46,23 @@ def check_seconds(name: str, value: float, *, inclusive: bool = True) -> None:
         maximum=threading.TIMEOUT_MAX,
         limit_of="threading.TIMEOUT_MAX",
     )
+
+
+def check_flag(name: str, value: object, *, optional: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is True or False (or None, when ``optional``)."""
+    if isinstance(value, bool) or (optional and value is None):
+        return
+    expected = "True, False or None" if optional else "True or False"
+    raise ConfigError(f"{name}: got {value!r}; expected {expected}")
+
+
+def check_settings(name: str, value: object) -> Mapping[str, Any] | None:
+    """``value`` if it is None or a mapping of librdkafka property names; else ConfigError."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ConfigError(
+            f"{name}: got {value!r}; expected a mapping of librdkafka property names to"
+            " values, such as {'socket.keepalive.enable': True}"
+        )
+    return value

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from zeroqueue import admin
-from zeroqueue._checks import check_number, check_seconds
+from zeroqueue._checks import check_flag, check_number, check_seconds, check_settings
 from zeroqueue._kafka import backends
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue._signals import install_stop_signals
@@ -141,6 +141,14 @@ class Queue:
             limit_of="session.timeout.ms",
         )
         check_seconds("shutdown_timeout", shutdown_timeout)
+        for flag, value in (
+            ("unordered_keyless", unordered_keyless),
+            ("adaptive", adaptive),
+            ("handle_signals", handle_signals),
+            ("delayed_delivery", delayed_delivery),
+        ):
+            check_flag(flag, value)
+        check_settings("kafka_config", kafka_config)
         check_seconds("retry_backoff", retry_backoff)
         check_seconds("max_retry_backoff", max_retry_backoff)
         check_seconds("connect_timeout", connect_timeout, inclusive=False)

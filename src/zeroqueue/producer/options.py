@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
-from zeroqueue._checks import check_number, check_seconds
+from zeroqueue._checks import check_flag, check_number, check_seconds, check_settings
 from zeroqueue._kafka.settings import SaslMechanism
 from zeroqueue.errors import ConfigError, PushError
 from zeroqueue.message import Message
@@ -93,6 +93,10 @@ class PushOptions:
     kafka_config: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        check_flag("sync_push", self.sync_push)
+        check_flag("allow_auto_topic_creation", self.allow_auto_topic_creation)
+        check_flag("idempotence", self.idempotence, optional=True)
+        check_settings("kafka_config", self.kafka_config)
         # Upper bounds are librdkafka's: past them it would refuse its own
         # property, and the error would not name ours.
         check_number(
