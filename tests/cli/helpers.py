@@ -11,19 +11,21 @@ from typing import Any
 COMMAND_TIMEOUT = 60.0
 
 
-def zeroqueue(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m zeroqueue ARGS``, its output captured as text."""
-    return subprocess.run(
+def zeroqueue(*args: str, stdin: str | bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m zeroqueue ARGS``, its output captured as text; ``stdin`` as given."""
+    done = subprocess.run(
         [sys.executable, "-m", "zeroqueue", *args],
-        input=stdin,
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
-        text=True,
         check=False,
         timeout=COMMAND_TIMEOUT,
     )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
 
 
-def ok(*args: str, stdin: str | None = None) -> str:
+def ok(*args: str, stdin: str | bytes | None = None) -> str:
     """The stdout of a command that must succeed."""
     done = zeroqueue(*args, stdin=stdin)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import ok, zeroqueue
+from tests.cli.helpers import COMMAND_TIMEOUT, ok, zeroqueue
 from tests.kafka_helpers import unique_name
 from zeroqueue._process import free_port
 from zeroqueue.cli._inspect import topic_partitions
+from zeroqueue.embedded import EmbeddedBroker
 
 COMMANDS = [
     ("push", "t", "x"),
@@ -37,6 +40,17 @@ def test_no_broker_running_is_said_within_the_timeout(command: tuple[str, ...]) 
     assert "`zeroqueue dev`" in done.stderr
     # and librdkafka's retries do not bury that line
     assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "start", ["99999999999999999999", "-99999999999999999999", "--5", "\u00b2", "@inf", "@1e30"]
+)
+def test_tail_refuses_a_start_beyond_what_kafka_holds_in_one_line(start: str) -> None:
+    # --from is read before any broker is asked
+    done = zeroqueue("tail", "t", "--from", start, "--brokers", "127.0.0.1:1")
+    assert done.returncode == 2, done.stderr
+    assert "Invalid value for --from" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_misspelled_config_key_is_named_with_the_right_one(tmp_path: Path) -> None:
@@ -100,3 +114,31 @@ def test_bench_times_both_clients_and_cleans_up(brokers: list[str]) -> None:
     assert report["runs"][0]["bytes"] == 2000 * 50
     # and its topic is gone
     assert not [t for t in topic_partitions(brokers, {}, 10.0) if t.startswith("zeroqueue-bench")]
+
+
+def test_bench_fails_in_bounded_time_when_the_broker_stops_mid_run() -> None:
+    # given a broker of its own, and a bench pushing more than it pushes in a few seconds
+    with EmbeddedBroker() as broker:
+        address = broker.bootstrap_servers
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "zeroqueue", "bench", "-n", "5000000", "--timeout", "2",
+             "--brokers", address],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # when the broker stops once the bench made its topic (so while it pushes)
+        deadline = time.monotonic() + 30
+        while not any(
+            name.startswith("zeroqueue-bench-") for name in topic_partitions([address], {}, 5.0)
+        ):
+            assert bench.poll() is None, bench.communicate()
+            assert time.monotonic() < deadline, "bench made no topic in 30s"
+        stopped = time.monotonic()
+    # then the bench says so in one line and exits 1, instead of waiting on it for ever
+    try:
+        out, err = bench.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        bench.kill()
+    assert time.monotonic() - stopped < 45
+    assert bench.returncode == 1, (out, err)
+    assert err.startswith("Error: "), err
+    assert len(err.splitlines()) == 1, err

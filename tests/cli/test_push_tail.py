@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -52,6 +53,73 @@ def test_push_reads_stdin_lines_and_splits_keys(
     assert out.strip() == f"pushed 2 messages to {topic}, 2 acknowledged"
     records = read_topic(brokers, topic, 2)
     assert [(r.key(), r.value()) for r in records] == [(b"user-1", b"hello"), (b"user-2", b"a:b")]
+
+
+def test_push_pushes_stdin_lines_that_are_not_utf8_as_they_came(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
+    # given stdin lines that are not UTF-8, one of them with a CRLF end and an empty one
+    topic = new_topic(1)
+    stdin = b"k\xff:v\xfe\r\nplain:\x00\x80\n:\n"
+    # when they are pushed with keys split off
+    out = ok("push", topic, "--key-separator", ":", "--json", "-b", brokers[0], stdin=stdin)
+    # then each was pushed byte for byte, without its line end
+    assert json_lines(out)[0]["acknowledged"] == 3
+    records = read_topic(brokers, topic, 3)
+    assert [(r.key(), r.value()) for r in records] == [
+        (b"k\xff", b"v\xfe"),
+        (b"plain", b"\x00\x80"),
+        (b"", b""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--key-separator", "", "a:b"), "Invalid value for --key-separator: got ''"),
+        (("--codec", "json", "NaN"), "value 1 is not JSON (NaN is not a JSON number)"),
+        (("--codec", "json", "[1e999]"), "value 1 is not JSON (1e999 is too large"),
+        (("--codec", "msgpack", "[-Infinity]"), "value 1 is not JSON (-Infinity is not"),
+    ],
+    ids=["empty-separator", "nan", "overflow", "infinity"],
+)
+def test_push_refuses_what_it_cannot_push_in_one_line(
+    brokers: list[str], new_topic: Callable[[int], str], args: tuple[str, ...], says: str
+) -> None:
+    topic = new_topic(1)
+    done = zeroqueue("push", topic, *args, "-b", brokers[0])
+    assert done.returncode in (1, 2)
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_tail_json_is_json_for_nan_and_binary_values(
+    brokers: list[str], new_topic: Callable[[int], str]
+) -> None:
+    # given msgpack values holding NaN and Infinity (msgpack has them, JSON has not),
+    # a tombstone with a binary key, and a value that is not UTF-8
+    topic = new_topic(1)
+    msgpack: list[tuple[str, str | bytes | None]] = [("content-type", b"application/msgpack")]
+    producer = Producer({"bootstrap.servers": brokers[0]})
+    producer.produce(
+        topic, b"\x92\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00\xca\x7f\x80\x00\x00", headers=msgpack
+    )
+    producer.produce(topic, None, b"\xff\x00")
+    producer.produce(topic, b"\x80")
+    assert producer.flush(10) == 0
+    # when tail prints them as JSON
+    out = ok("tail", topic, "--from", "first", "-n", "3", "--json", "-b", brokers[0])
+
+    def strict(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    # then every line is JSON a strict parser reads
+    records = [json.loads(line, parse_constant=strict) for line in out.splitlines()]
+    assert [(r["key"], r["value"]) for r in records] == [
+        (None, ["NaN", "Infinity"]),
+        ({"base64": "/wA="}, None),
+        (None, {"base64": "gA=="}),
+    ]
 
 
 def test_the_json_codec_encodes_each_value_and_tail_decodes_it(

@@ -79,8 +79,17 @@ def _bar(label: str, length: int, quiet: bool) -> Any:
     )
 
 
-def _push_zeroqueue(cluster: Cluster, topic: str, value: bytes, count: int, bar: Bar) -> float:
-    with Pusher(cluster.brokers, topic, kafka_config=cluster.kafka_config) as pusher:
+def _push_zeroqueue(
+    cluster: Cluster, topic: str, value: bytes, count: int, bar: Bar, *, stall: float
+) -> float:
+    with Pusher(
+        cluster.brokers,
+        topic,
+        kafka_config=cluster.kafka_config,
+        # A broker that stops answering fails the run in that long, not hangs it.
+        delivery_timeout=stall,
+        buffer_full_timeout=stall,
+    ) as pusher:
         # Not timed: the first push waits for metadata and the idempotent producer's id.
         pusher.push_with_key("warm-up", value)
         pusher.flush()
@@ -94,31 +103,50 @@ def _push_zeroqueue(cluster: Cluster, topic: str, value: bytes, count: int, bar:
         return time.perf_counter() - started
 
 
-def _push_raw(cluster: Cluster, topic: str, value: bytes, count: int, bar: Bar) -> float:
+def _push_raw(
+    cluster: Cluster, topic: str, value: bytes, count: int, bar: Bar, *, stall: float
+) -> float:
     # The Pusher's defaults, so the two rows compare the clients, not the settings.
     producer = Producer(
         client_settings(cluster.brokers, overrides=cluster.kafka_config)
-        | {"linger.ms": 5, "batch.size": 1024 * 1024, "acks": "all", "enable.idempotence": True}
+        | {
+            "linger.ms": 5,
+            "batch.size": 1024 * 1024,
+            "acks": "all",
+            "enable.idempotence": True,
+            "message.timeout.ms": round(stall * 1000),
+        }
     )
     failed: list[str] = []
 
     def report(error: Any, message: Any) -> None:
         if error is not None:
-            failed.append(str(error))
+            failed.append(error.str())
+
+    def stopped(pushed: int, why: str) -> click.ClickException:
+        return click.ClickException(
+            f"confluent-kafka's Producer: {why}, {pushed} messages in; did the broker stop?"
+        )
 
     producer.produce(topic, value, "warm-up", on_delivery=report)  # not timed, as above
     producer.flush(30)
     started = time.perf_counter()
     for i in range(count):
+        full_since = None
         while True:
             try:
                 producer.produce(topic, value, str(i % _KEYS), on_delivery=report)
                 break
             except BufferError:
+                full_since = full_since or time.monotonic()
+                if time.monotonic() - full_since > stall:
+                    raise stopped(i, f"its buffer stayed full for {stall:g}s") from None
                 producer.poll(0.05)
         if i % _STEP == _STEP - 1:
             producer.poll(0)
             bar(_STEP)
+        if failed:  # timed out: the rest would only time out too
+            raise stopped(i, f"a message failed ({failed[0]})")
     left = producer.flush(60)
     bar(count % _STEP)
     took = time.perf_counter() - started
@@ -196,6 +224,21 @@ def _read_raw(cluster: Cluster, topic: str, count: int, bar: Bar, timeout: float
         consumer.close()
 
 
+def _clean_up(cluster: Cluster, topic: str, group: str, timeout: float, *, quiet: bool) -> None:
+    """Delete the run's topic and group.
+
+    ``quiet`` (the run failed): its error says what matters, and a broker that
+    stopped is not waited for long.
+    """
+    wait = timeout if quiet else max(timeout, 10.0)
+    try:
+        admin.delete_topic(cluster.brokers, topic, timeout=wait, kafka_config=cluster.kafka_config)
+        admin.delete_group(cluster.brokers, group, timeout=wait, kafka_config=cluster.kafka_config)
+    except ZeroQueueError:
+        if not quiet:
+            raise
+
+
 @click.command()
 @cluster_options
 @click.option(
@@ -241,6 +284,7 @@ def bench(
     value = os.urandom(size // 2 + 1).hex()[:size].encode()  # text: a str handler reads it
     quiet = as_json or not sys.stderr.isatty()
     runs: list[Run] = []
+    stall = max(timeout, 10.0)  # seconds a broker may not answer before the run fails
     try:
         admin.create_topic(
             cluster.brokers,
@@ -250,12 +294,13 @@ def bench(
             kafka_config=cluster.kafka_config,
         )
         join = 0.0
+        finished = False
         try:
             with _bar("push  zeroqueue Pusher", messages, quiet) as bar:
-                took = _push_zeroqueue(cluster, topic, value, messages, bar.update)
+                took = _push_zeroqueue(cluster, topic, value, messages, bar.update, stall=stall)
             runs.append(Run("push", "zeroqueue Pusher", messages, took, messages * size))
             with _bar("push  confluent-kafka Producer", messages, quiet) as bar:
-                took = _push_raw(cluster, topic, value, messages, bar.update)
+                took = _push_raw(cluster, topic, value, messages, bar.update, stall=stall)
             runs.append(Run("push", "confluent-kafka Producer", messages, took, messages * size))
             total = 2 * messages + 2  # and the two warm-up pushes
             with _bar("read  zeroqueue Queue", total, quiet) as bar:
@@ -266,9 +311,9 @@ def bench(
             with _bar("read  confluent-kafka Consumer", total, quiet) as bar:
                 took = _read_raw(cluster, topic, total, bar.update, timeout)
             runs.append(Run("read", "confluent-kafka Consumer", total, took, total * size))
+            finished = True
         finally:
-            admin.delete_topic(cluster.brokers, topic, kafka_config=cluster.kafka_config)
-            admin.delete_group(cluster.brokers, group, kafka_config=cluster.kafka_config)
+            _clean_up(cluster, topic, group, timeout, quiet=not finished)
     except ZeroQueueError as exc:
         raise fail(exc) from exc
     if as_json:

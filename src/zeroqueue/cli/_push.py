@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,29 +44,58 @@ class _Failures:
                 self.reasons.append(str(error))
 
 
-def _values(values: Sequence[str]) -> Iterator[str]:
-    """The arguments, or else stdin's lines (without their line ends)."""
+def _values(values: Sequence[str]) -> Iterator[bytes]:
+    """The arguments, or else stdin's lines (without their line ends), as the bytes given.
+
+    Bytes, not text: a line that is not UTF-8 (or an argument the locale could not
+    decode) is pushed as it came, not turned into an error.
+    """
     if values:
-        yield from values
+        yield from map(os.fsencode, values)
         return
     if sys.stdin.isatty():
         click.echo("reading values from stdin, one per line; Ctrl-D ends", err=True)
-    for line in sys.stdin:
-        yield line.rstrip("\r\n")
+    for line in sys.stdin.buffer:
+        yield line.rstrip(b"\r\n")
 
 
-def _encode(codec: Codec | None, text: str, number: int) -> bytes:
-    """``text`` as the bytes to push: as typed (raw), or parsed as JSON and encoded."""
+def _shown(data: bytes) -> str:
+    text = data.decode(errors="replace")
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return number
+
+
+def _encode(codec: Codec | None, data: bytes, number: int) -> bytes:
+    """``data`` as the bytes to push: as given (raw), or parsed as JSON and encoded."""
     if codec is None:
-        return text.encode()
+        return data
+    hint = (
+        f"--codec {codec.name} parses each value as JSON (quote text: '\"hello\"'), "
+        "--codec raw pushes it as typed"
+    )
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        shown = text if len(text) <= 60 else text[:57] + "..."
+        value = json.loads(data.decode(), parse_constant=_not_a_number, parse_float=_finite)
+    except UnicodeDecodeError as exc:
         raise click.ClickException(
-            f"value {number} is not JSON ({exc.msg} at column {exc.colno}): {shown!r}; "
-            f"--codec {codec.name} parses each value as JSON (quote text: '\"hello\"'), "
-            "--codec raw pushes it as typed"
+            f"value {number} is not UTF-8 text (byte {exc.start}): {_shown(data)}; {hint}"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"value {number} is not JSON ({exc.msg} at column {exc.colno}): {_shown(data)}; " + hint
+        ) from exc
+    except ValueError as exc:  # NaN, Infinity: Python reads them, JSON has no such values
+        raise click.ClickException(
+            f"value {number} is not JSON ({exc}): {_shown(data)}; {hint}"
         ) from exc
     try:
         return codec.encode(value)
@@ -127,6 +158,12 @@ def push(
     """
     if key is not None and key_separator is not None:
         raise click.UsageError("give --key or --key-separator, not both")
+    if key_separator == "":
+        raise click.BadParameter(
+            "got ''; expected one or more characters", param_hint="--key-separator"
+        )
+    separator = None if key_separator is None else os.fsencode(key_separator)
+    fixed_key = None if key is None else os.fsencode(key)
     pairs = parse_pairs(headers, "--header")
     codec = None if codec_name == "raw" else get_codec(codec_name)
     if codec is not None:
@@ -147,13 +184,13 @@ def push(
     except ZeroQueueError as exc:
         raise fail(exc) from exc
     try:
-        for number, text in enumerate(_values(values), start=1):
-            message_key, value = key, text
-            if key_separator is not None:
-                message_key, sep, value = text.partition(key_separator)
+        for number, data in enumerate(_values(values), start=1):
+            message_key, value = fixed_key, data
+            if separator is not None:
+                message_key, sep, value = data.partition(separator)
                 if not sep:
                     raise click.ClickException(
-                        f"value {number} has no key separator {key_separator!r}: {text!r}"
+                        f"value {number} has no key separator {key_separator!r}: {_shown(data)}"
                     )
             pusher.push_with_key(message_key, _encode(codec, value, number), header_list)
             pushed += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ __all__ = ["Start", "parse_start", "tail"]
 
 # librdkafka's logical offset "n before the end": RD_KAFKA_OFFSET_TAIL_BASE - n.
 _OFFSET_TAIL_BASE = -2000
+# Offsets and timestamps are signed 64-bit.
+_MAX_OFFSET = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,19 @@ def parse_start(text: str) -> Start:
         return Start(offset=OFFSET_BEGINNING)
     if text == "last":
         return Start(offset=OFFSET_END)
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", text):
         number = int(text)
-        return Start(offset=number if number >= 0 else _OFFSET_TAIL_BASE + number)
+        if text.startswith("-"):  # -0 is the end, as -N is N before it
+            if -number > _MAX_OFFSET + _OFFSET_TAIL_BASE:
+                raise click.BadParameter(f"got {text!r}; too far back", param_hint="--from")
+            return Start(offset=_OFFSET_TAIL_BASE - abs(number))
+        if number > _MAX_OFFSET:
+            raise click.BadParameter(f"got {text!r}; offsets end at 2**63-1", param_hint="--from")
+        return Start(offset=number)
     if text.startswith("@"):
         try:
-            return Start(time_ms=round(float(text[1:]) * 1000))
-        except ValueError:
+            return _at(float(text[1:]))
+        except (ValueError, OverflowError):
             pass
     else:
         try:
@@ -61,20 +71,34 @@ def parse_start(text: str) -> Start:
         except ValueError:
             moment = None
         if moment is not None:
-            if moment.tzinfo is None:
-                moment = moment.astimezone()  # local time, as typed
-            return Start(time_ms=round(moment.timestamp() * 1000))
+            try:
+                if moment.tzinfo is None:
+                    moment = moment.astimezone()  # local time, as typed
+                return _at(moment.timestamp())
+            except (ValueError, OverflowError):  # the year 1, in a zone east of UTC
+                return Start(time_ms=0)
         try:
             ago = parse_duration(text)
         except (ConfigError, ValueError):
             pass
         else:
-            return Start(time_ms=round((time.time() - ago) * 1000))
+            return _at(time.time() - ago)
     raise click.BadParameter(
         f"got {text!r}; expected first, last, an offset (42), -N (N before the end), "
         "an ISO time (2026-01-31T15:00:00), @UNIX-SECONDS (@1769871600) or an age (15m, 2h)",
         param_hint="--from",
     )
+
+
+def _at(seconds: float) -> Start:
+    """Start at a Unix time: one before 1970 is the start of each partition.
+
+    Kafka reads a negative time as "earliest" or "latest"; one past what its
+    64-bit milliseconds hold raises ValueError.
+    """
+    if not math.isfinite(seconds) or seconds * 1000 > _MAX_OFFSET:
+        raise ValueError(seconds)
+    return Start(time_ms=max(round(seconds * 1000), 0))
 
 
 def _text(data: bytes | None) -> Any:
@@ -97,9 +121,12 @@ def _decode(data: bytes | None, codec: Codec | None) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with bytes (msgpack may hold them) made JSON-friendly."""
+    """``value`` with bytes (msgpack may hold them) and NaN or Infinity made JSON-friendly."""
     if isinstance(value, bytes):
         return _text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or Infinity (json.dumps would write them, unparseable).
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
