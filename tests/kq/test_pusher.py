@@ -35,6 +35,7 @@ from zeroqueue.kq import pusher as pusher_module
 from zeroqueue.producer import deliver as deliver_module
 from zeroqueue.producer import partitions as partitions_module
 from zeroqueue.producer.options import HeadersArg
+from zeroqueue.testing import fnv1a_partition, murmur2_partition
 
 # The C FastPush the Pusher uses, or None where zeroqueue.kq._fastpush is not built.
 try:
@@ -70,43 +71,6 @@ def test_the_quick_push_is_the_one_the_hot_path_names(hot_path: str) -> None:
         assert str(inspect.signature(quick[1])) == str(
             inspect.signature(Pusher.push_with_key)
         ).replace("self, ", "")
-
-
-def fnv1a_partition(key: bytes, partitions: int) -> int:
-    """Sarama's HashPartitioner / kafka-go's Hash: FNV-1a 32, as int32, mod, abs."""
-    h = 0x811C9DC5
-    for byte in key:
-        h ^= byte
-        h = (h * 0x01000193) & 0xFFFFFFFF
-    signed = h - (1 << 32) if h >= 1 << 31 else h
-    # Go's % truncates toward zero, like math.fmod, unlike Python's %.
-    return abs(signed) % partitions
-
-
-def murmur2_partition(key: bytes, partitions: int) -> int:
-    """The Java client's default partitioner: toPositive(murmur2(key)) % partitions."""
-    m, r = 0x5BD1E995, 24
-    length = len(key)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(key[i : i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    tail = key[length - length % 4 :]
-    if len(tail) >= 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return (h & 0x7FFFFFFF) % partitions
 
 
 def test_fnv1a_reference_matches_known_sarama_values() -> None:
