@@ -11,6 +11,7 @@ from confluent_kafka import Message as KafkaMessage
 from tests.engine.helpers import measured_fast
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
+from zeroqueue.engine.hands import Hand
 from zeroqueue.engine.lanes import Lane, Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
@@ -143,7 +144,7 @@ def test_a_message_to_retry_and_all_after_it_go_to_the_workers() -> None:
     assert progresses[("t", 1)].commit_due() == 1
     assert not governor.inline
     # and the worker that gets the failed message continues its retries, in order
-    assert runner._run_segment(rest[:1], progresses[("t", 0)], inline=False)
+    assert runner._run_segment(rest[:1], progresses[("t", 0)], Hand(), inline=False)
     assert seen == ["x", "a", "bad"]
     assert runner._resume == {}
 

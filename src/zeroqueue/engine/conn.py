@@ -5,15 +5,22 @@ room, routes them to key lanes, commits every ``commit_interval`` and answers
 rebalances. Processors (threads or tasks) run the lanes. At most
 ``capacity`` messages are in flight; when the buffer stays full the assigned
 partitions are paused, so a backlog of millions never sits in memory.
+
+A fast sync handler runs on the fetch thread itself (see the governor). Should
+one of its calls hang there, a new fetch thread takes over (see the watchdog):
+the stuck call's key waits for it, every other key flows, and the old thread
+leaves once its call returns. :meth:`ConnEngine.run` waits for whichever fetch
+thread is last, so it returns within its bounds even while a call hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,10 +29,11 @@ from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.executors import Executor, make_executor
 from zeroqueue.engine.governor import Governor
-from zeroqueue.engine.handlers import FailurePolicyLike, HandlerSpec, ObserveHook
+from zeroqueue.engine.handlers import FailurePolicyLike, HandlerSpec, ObserveHook, as_consume_error
+from zeroqueue.engine.hands import Hand, HandRegistry, StuckReport
 from zeroqueue.engine.lanes import Lane, Ordering, Router, WorkBoard
-from zeroqueue.engine.offsets import PartitionProgress
-from zeroqueue.engine.runner import LaneRunner
+from zeroqueue.engine.offsets import Chunk, PartitionProgress
+from zeroqueue.engine.runner import Demoted, LaneRunner
 from zeroqueue.engine.source import RebalanceListener, Source, TopicPartitionKey
 from zeroqueue.engine.watchdog import SlowHandlingWatch
 from zeroqueue.errors import ConsumeError
@@ -61,6 +69,8 @@ FIRST_DIRECT_BATCH = 10
 # How long the fetch thread may handle without a pause before the watchdog sends the
 # handler back to the workers: a few budgets, so noise does not trip it.
 SLOW_HANDLING = 4 * INLINE_BUDGET
+# How long one call may hold the fetch thread before a new fetch thread takes over.
+STUCK_ON_FETCH_THREAD = 1.0
 
 
 class HoldBack(Protocol):
@@ -89,6 +99,8 @@ class EngineOptions:
     unordered_keyless: bool = False
     multi_topic: bool = True
     adaptive: bool = True
+    #: A message held this long by its handler (or its retries) is reported.
+    stuck_after: float = 60.0
 
 
 class ConnEngine(RebalanceListener):
@@ -127,9 +139,27 @@ class ConnEngine(RebalanceListener):
         )
         # Only a governed engine lets the fetch thread run the handler, so only it
         # needs the watchdog.
-        self._watch = SlowHandlingWatch(SLOW_HANDLING, name) if self.governor is not None else None
+        self._watch = (
+            SlowHandlingWatch(
+                SLOW_HANDLING,
+                name,
+                stuck_after=STUCK_ON_FETCH_THREAD,
+                on_stuck=self._take_over,
+            )
+            if self.governor is not None
+            else None
+        )
+        self.hands = HandRegistry()
+        #: Reports messages held by their handler for options.stuck_after or longer.
+        self.stuck_report = StuckReport(self.hands, options.stuck_after, name)
         self.runner = LaneRunner(
-            self.board, handler, policy, metrics=metrics, governor=self.governor, watch=self._watch
+            self.board,
+            handler,
+            policy,
+            metrics=metrics,
+            governor=self.governor,
+            watch=self._watch,
+            hands=self.hands,
         )
         self._executor: Executor = make_executor(
             self.runner, options.processors, name, self._on_processor_crash, loop
@@ -141,6 +171,16 @@ class ConnEngine(RebalanceListener):
         self.assignment: tuple[TopicPartitionKey, ...] = ()
         self._source: Source | None = None
         self._run_thread: threading.Thread | None = None
+        #: The thread that fetches now; replaced when a handler call hangs on it.
+        self._fetcher: threading.Thread | None = None
+        # Every fetch thread so far (a replaced one may still run a handler call).
+        self._fetch_threads: list[threading.Thread] = []
+        # What a replaced fetch thread's stuck call holds, by its hand: settled when
+        # the call returns.
+        self._stuck: dict[int, tuple[Lane, Chunk, KafkaMessage]] = {}
+        # Set when the last fetch thread finished shutting down; what it raised.
+        self._finished = threading.Event()
+        self._errors: list[BaseException] = []
         self._stop = threading.Event()
         # Set while shutting down: revokes then wait only for what is left of it.
         self._shutdown_deadline: float | None = None
@@ -166,11 +206,45 @@ class ConnEngine(RebalanceListener):
         self._executor.start()
         try:
             self._source = self._source_factory(self)
-            self._fetch_loop(self._source)
-        finally:
+        except BaseException:
             self._shutdown()
+            raise
+        self._start_fetcher()
+        self._finished.wait()
+        if self._errors:
+            raise self._errors[0]
         if self._crash is not None:
             raise self._crash
+
+    def _start_fetcher(self) -> None:
+        """Start a fetch thread; from now on it is the one that fetches."""
+        thread = threading.Thread(
+            target=self._fetch_main,
+            name=f"{self.name}-fetch-{len(self._fetch_threads)}",
+            daemon=True,
+        )
+        self._fetch_threads.append(thread)
+        self._fetcher = thread
+        thread.start()
+
+    def _fetch_main(self) -> None:
+        source = self._source
+        assert source is not None
+        try:
+            self._fetch_loop(source)
+        except Demoted as demoted:
+            # Replaced while a call hung: the new fetch thread carries on.
+            self._settle_stuck(demoted.error)
+            self.hands.forget_mine()
+            return
+        except BaseException as exc:
+            self._errors.append(exc)
+        try:
+            self._shutdown()
+        except BaseException as exc:
+            self._errors.append(exc)
+        finally:
+            self._finished.set()
 
     def _on_processor_crash(self, lane: Lane | None, error: BaseException) -> None:
         # The lane's messages can no longer be handled, and the partitions behind
@@ -193,7 +267,11 @@ class ConnEngine(RebalanceListener):
 
     def owns(self, thread: threading.Thread) -> bool:
         """Whether ``thread`` is one this engine runs: its fetch thread or a processor."""
-        return thread is self._run_thread or self._executor.owns(thread)
+        return (
+            thread is self._run_thread
+            or thread in self._fetch_threads
+            or self._executor.owns(thread)
+        )
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish; safe from any thread or a signal handler."""
@@ -235,8 +313,14 @@ class ConnEngine(RebalanceListener):
         capacity = options.capacity
         low_water = capacity // 2
         next_commit = time.monotonic() + options.commit_interval
+        report = self.stuck_report
+        next_report = time.monotonic() + report.interval
         governor = self.governor
         was_inline = False
+        me = threading.current_thread()
+        # A new fetch thread may take over from this one only while it handles in
+        # this loop: not inside a rebalance callback, nor while shutting down.
+        hand = self.hands.mine()
         while not self._stop.is_set():
             now = time.monotonic()
             if governor is not None and governor.tick(now):
@@ -244,6 +328,10 @@ class ConnEngine(RebalanceListener):
             if now >= next_commit:
                 self._commit(wait=False)
                 next_commit = now + options.commit_interval
+            if now >= next_report:
+                if report.scan(now):
+                    executor.schedule(())  # workers held by long calls no longer count
+                next_report = now + report.interval
             if self._held:
                 self._release_due(source)
             inline = executor.inline
@@ -253,7 +341,11 @@ class ConnEngine(RebalanceListener):
                 executor.schedule(())
             was_inline = inline
             if inline and executor.has_ready():
+                hand.replaceable = True
                 executor.run_inline(INLINE_BUDGET)
+                hand.replaceable = False
+                if self._fetcher is not me:
+                    raise Demoted(None)
             in_flight = board.in_flight
             # With work waiting for this thread, only take what is already fetched.
             wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
@@ -276,11 +368,102 @@ class ConnEngine(RebalanceListener):
             # No local holds the batch: handled records are freed before the next fetch.
             self._dispatch(source.fetch(batch, wait))
 
+    def _take_over(self, hand: Hand) -> bool:
+        """On the watchdog thread: a call has held the fetch thread too long; replace it.
+
+        Only while the fetch thread handles in its loop (not in a rebalance callback,
+        nor once stopping). A batch it handled without lanes is split where the call
+        hangs: what it handled is recorded, the stuck message stays in flight on its
+        lane until the call returns (see _settle_stuck), and the rest goes to the
+        lanes. Returns whether a new fetch thread took over.
+        """
+        record = hand.record
+        if not hand.replaceable or self._stop.is_set() or record is None:
+            return False
+        if hand.batch is not None and not self._adopt_rest(hand, hand.batch, record):
+            return False
+        if self.governor is not None:
+            self.governor.slowed()
+        _log.warning(
+            "%s: a handler call has held the fetch thread for %.0fs (at %s[%s]@%s): a new"
+            " fetch thread takes over; that message's key waits for the call, others go on",
+            self.name,
+            STUCK_ON_FETCH_THREAD,
+            record.topic(),
+            record.partition(),
+            record.offset(),
+        )
+        hand.replaceable = False
+        self._start_fetcher()
+        self._executor.schedule(())
+        return True
+
+    def _adopt_rest(self, hand: Hand, batch: list[KafkaMessage], stuck: KafkaMessage) -> bool:
+        """Put a direct batch on the lanes, from the stuck record on (see _take_over)."""
+        at = next((i for i, record in enumerate(batch) if record is stuck), None)
+        topic, partition = stuck.topic() or "", stuck.partition() or 0
+        progress = self._progress.get((topic, partition))
+        offset = stuck.offset()
+        if at is None or progress is None or offset is None:
+            return False
+        board = self.board
+        lane = board.lanes[self._router.lane_of(stuck)]
+        start = at
+        while (
+            start
+            and batch[start - 1].partition() == partition
+            and batch[start - 1].topic() == stuck.topic()
+        ):
+            start -= 1
+        with board.lock:
+            if lane.scheduled:
+                return False  # cannot be, with nothing else in flight: leave it be
+            if start < at:
+                # Its run's records before it were handled, not yet recorded.
+                earlier = batch[at - 1].offset()
+                progress.handled_through(-1 if earlier is None else earlier)
+            chunk = progress.add_chunk(offset, 1)
+            chunk.remaining = 1
+            # Its lane is held by the stuck call: later work waits behind it.
+            lane.scheduled = True
+            board.in_flight += 1
+        self._stuck[id(hand)] = (lane, chunk, stuck)
+        rest = batch[at + 1 :]
+        if rest:
+            items = self._router.route(rest, self._progress_of)
+            self._executor.schedule(board.post(items, len(rest)))
+        return True
+
+    def _settle_stuck(self, error: BaseException | None) -> None:
+        """On a replaced fetch thread, back from its stuck call: settle that message."""
+        taken = self._stuck.pop(id(self.hands.mine()), None)
+        if taken is None:
+            return  # it was running a lane: the lane was settled on the way out
+        lane, chunk, record = taken
+        board = self.board
+        if error is None:
+            board.finish(lane, [(chunk, [record])], 1, take_next=False)
+            if lane.scheduled:
+                self._executor.schedule([lane])
+            return
+        # Failed: a worker asks the failure policy and retries it, first on its lane.
+        self.runner.retry_later(record, as_consume_error(record, error))
+        board.put_back(lane, [], 0, [(chunk, [record])])
+        if self.governor is not None:
+            self.governor.need_workers()
+        self._executor.schedule([lane])
+
     def _relieve(self, source: Source, capacity: int) -> None:
         """The buffer is full: wait a little for room, else pause fetching."""
-        board = self.board
-        if self._wait_until(lambda: board.in_flight < capacity or self._stop.is_set(), PAUSE_AFTER):
-            return
+        board, hand = self.board, self.hands.mine()
+        hand.replaceable = True
+        try:
+            if self._wait_until(
+                lambda: board.in_flight < capacity or self._stop.is_set(), PAUSE_AFTER
+            ):
+                return
+        finally:
+            hand.replaceable = False
         # Still full (slow or failing handlers): pause, so librdkafka stops prefetching
         # while we keep polling for rebalances and heartbeats.
         source.pause(list(self._progress))
@@ -303,6 +486,8 @@ class ConnEngine(RebalanceListener):
             if not executor.run_inline(min(INLINE_BUDGET, left)):
                 # Nothing queued: lanes taken before the switch to inline still run.
                 board.wait(ready, min(0.05, left))
+            if self._fetcher is not threading.current_thread():
+                raise Demoted(None)
 
     def _release_due(self, source: Source) -> None:
         """Resume held partitions whose first record is due (the fetch wait is the tick)."""
@@ -390,14 +575,20 @@ class ConnEngine(RebalanceListener):
             # batch right here, in fetch order, which keeps every key's order without
             # lanes. Only a message that needs retries sends the rest to the lanes.
             started, fetched = time.perf_counter(), len(records)
+            hand = self.hands.mine()
+            hand.replaceable = True
             try:
                 records = self.runner.run_direct(
                     records, self._progress.get, multi_topic=self.options.multi_topic
                 )
+            except Demoted:
+                raise  # replaced: the new fetch thread owns the rest
             except BaseException as exc:
                 # Nothing of the failed partition run was recorded as handled.
                 self._on_processor_crash(None, exc)
                 return
+            finally:
+                hand.replaceable = False
             if not records:
                 self._size_direct_batch(fetched, time.perf_counter() - started)
                 return
@@ -465,7 +656,8 @@ class ConnEngine(RebalanceListener):
             # Closing the client revokes what shutdown already waited for: do not wait
             # shutdown_timeout a second time.
             timeout = max(0.0, self._shutdown_deadline - time.monotonic())
-        drained = self._drain(leaving, timeout)
+        with self._workers_only():
+            drained = self._drain(leaving, timeout)
         self._commit(wait=True, only=leaving)
         for progress in leaving:
             progress.revoked = True
@@ -511,45 +703,56 @@ class ConnEngine(RebalanceListener):
 
         return self._wait_until(settled, timeout)
 
+    @contextlib.contextmanager
+    def _workers_only(self) -> Iterator[None]:
+        """Drain on the worker threads (see Governor.draining)."""
+        if self.governor is None:
+            yield
+            return
+        with self.governor.draining():
+            self._executor.schedule(())
+            yield
+
     # -- shutdown -------------------------------------------------------------------
 
     def _shutdown(self) -> None:
         board, options = self.board, self.options
         self._shutdown_deadline = time.monotonic() + options.shutdown_timeout
-        self.runner.stop()
-        if self._crash is not None:
-            # Let the processors finish what they hold (it may commit), not start
-            # more: queued work would wait behind the abandoned lane's partitions.
-            board.drop_pending()
-        drained = self._wait_until(lambda: board.in_flight == 0, options.shutdown_timeout)
-        if not drained:
-            _log.warning(
-                "%s: %d messages still in flight after shutdown_timeout=%.1fs; "
-                "they stay uncommitted and will be delivered again",
-                self.name,
-                board.in_flight,
-                options.shutdown_timeout,
-            )
-            self.runner.abort()
-            board.drop_pending()
-        # One grace for handlers to leave what they run, shared by both waits below.
-        grace_until = time.monotonic() + ABORT_GRACE
-        if not drained:
-            board.wait(lambda: board.in_flight == 0, ABORT_GRACE)
-        source = self._source
-        try:
-            if source is not None:
-                self._commit(wait=True)
-                source.close()
-        finally:
-            if not self._executor.shutdown(max(0.0, grace_until - time.monotonic())):
+        with self._workers_only():
+            self.runner.stop()
+            if self._crash is not None:
+                # Let the processors finish what they hold (it may commit), not start
+                # more: queued work would wait behind the abandoned lane's partitions.
+                board.drop_pending()
+            drained = self._wait_until(lambda: board.in_flight == 0, options.shutdown_timeout)
+            if not drained:
                 _log.warning(
-                    "%s: a handler is still running after shutdown; it is left to finish on"
-                    " its own thread, its message uncommitted",
+                    "%s: %d messages still in flight after shutdown_timeout=%.1fs; "
+                    "they stay uncommitted and will be delivered again",
                     self.name,
+                    board.in_flight,
+                    options.shutdown_timeout,
                 )
-            if self._watch is not None:
-                self._watch.close()
+                self.runner.abort()
+                board.drop_pending()
+            # One grace for handlers to leave what they run, shared by both waits below.
+            grace_until = time.monotonic() + ABORT_GRACE
+            if not drained:
+                board.wait(lambda: board.in_flight == 0, ABORT_GRACE)
+            source = self._source
+            try:
+                if source is not None:
+                    self._commit(wait=True)
+                    source.close()
+            finally:
+                if not self._executor.shutdown(max(0.0, grace_until - time.monotonic())):
+                    _log.warning(
+                        "%s: a handler is still running after shutdown; it is left to finish on"
+                        " its own thread, its message uncommitted",
+                        self.name,
+                    )
+                if self._watch is not None:
+                    self._watch.close()
 
 
 def _names(partitions: Sequence[TopicPartitionKey]) -> str:

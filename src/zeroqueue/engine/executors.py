@@ -118,7 +118,10 @@ class ThreadExecutor:
             return 0  # the fetch thread runs the lanes that are ready
         else:
             allowed = self._governor.limit
-        return min(self._max_threads, allowed + self._runner.pausing)
+        # Workers waiting out retry pauses or held by a long call use no CPU: they do
+        # not count against the limit, or one hanging message would hold every lane.
+        held = self._runner.pausing + self._runner.hands.long_held
+        return min(self._max_threads, allowed + held)
 
     def _wake_for_pause(self) -> None:
         if self._ready:

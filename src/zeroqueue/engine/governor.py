@@ -35,11 +35,12 @@ Plain Python: processors report what they measured, the fetch thread calls
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 __all__ = ["Governor", "TimingMark"]
 
@@ -145,6 +146,8 @@ class Governor:
         #: Whether processors should time each message (only while probing).
         self.probing = True
         self._workers_until = 0.0
+        # Drains under way (only the fetch thread enters them).
+        self._draining = 0
 
     @property
     def inline(self) -> bool:
@@ -157,6 +160,7 @@ class Governor:
             self._fast
             and self.limit == 1
             and self._phase == "run"
+            and not self._draining
             and time.monotonic() >= self._workers_until
         )
 
@@ -172,6 +176,19 @@ class Governor:
         noticing stop(); worker threads wait them out instead.
         """
         self._workers_until = time.monotonic() + self.run_seconds
+
+    @contextlib.contextmanager
+    def draining(self) -> Iterator[None]:
+        """Keep the handler off the fetch thread while the engine drains.
+
+        In a rebalance or at shutdown, a handler that hangs must hold a worker, not
+        the thread that polls, commits and answers the group.
+        """
+        self._draining += 1
+        try:
+            yield
+        finally:
+            self._draining -= 1
 
     @staticmethod
     def mark() -> TimingMark:

@@ -98,6 +98,13 @@ class Router:
         """
         return hash(key) % self.lane_count
 
+    def lane_of(self, record: KafkaMessage) -> int:
+        """The lane :meth:`route` gives ``record`` (a keyless one spread: its partition's)."""
+        key = record.key()
+        if self.by_key and key is not None:
+            return self.lane_of_key(key)
+        return self.lane_of_partition(record.topic() or "", record.partition() or 0)
+
     def route(
         self,
         records: Iterable[KafkaMessage],

@@ -26,12 +26,13 @@ from zeroqueue.engine.handlers import (
     as_consume_error,
     refuse_awaitable,
 )
+from zeroqueue.engine.hands import Hand, HandRegistry
 from zeroqueue.engine.lanes import Lane, Segment, WorkBoard, WorkItem
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.watchdog import SlowHandlingWatch
 from zeroqueue.message import Message
 
-__all__ = ["LaneRunner"]
+__all__ = ["Demoted", "LaneRunner"]
 
 _log = logging.getLogger("zeroqueue.engine")
 
@@ -61,6 +62,18 @@ class _HandOffSignal(Exception):  # noqa: N818 - a control-flow signal, not an e
     def __init__(self, record: KafkaMessage, state: _RetryState | None) -> None:
         self.record = record
         self.state = state
+
+
+class Demoted(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised on a fetch thread that a new one replaced while its handler was stuck.
+
+    The thread must leave at once, touching nothing the fetch thread owns. The
+    record it was stuck on (its hand's) was handled when ``error`` is None, and
+    failed with ``error`` otherwise: the engine settles it (see ConnEngine).
+    """
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
 
 
 class _PausedClock(threading.local):
@@ -107,8 +120,11 @@ class LaneRunner:
         metrics: ObserveHook | None = None,
         governor: Governor | None = None,
         watch: SlowHandlingWatch | None = None,
+        hands: HandRegistry | None = None,
     ) -> None:
         self.board = board
+        #: What each processor holds, for the stuck-message report.
+        self.hands = hands if hands is not None else HandRegistry()
         self.handler = handler
         self.policy = policy
         self.metrics = metrics
@@ -181,22 +197,27 @@ class LaneRunner:
         assert watch is not None
         rest: list[KafkaMessage] = []
         hand_off: _HandOffSignal | None = None
-        watch.begin()
+        hand = self.hands.mine()
+        hand.batch = records
+        stretch = watch.begin(hand)
         try:
             if multi_topic:
                 for partition, same_partition in itertools.groupby(records, _partition_of):
                     for topic, run in itertools.groupby(same_partition, _topic_of):
-                        self._handle_partition_run(run, progress_of((topic or "", partition or 0)))
+                        progress = progress_of((topic or "", partition or 0))
+                        self._handle_partition_run(run, progress, hand, stretch)
             else:
                 topic = records[0].topic() or ""
                 for partition, run in itertools.groupby(records, _partition_of):
-                    self._handle_partition_run(run, progress_of((topic, partition or 0)))
+                    progress = progress_of((topic, partition or 0))
+                    self._handle_partition_run(run, progress, hand, stretch)
         except _HandOffSignal as signal:
             hand_off = signal
             rest = self._hand_off_rest(records, signal, progress_of)
         finally:
-            tripped = watch.tripped
-            watch.end()
+            tripped = hand.tripped
+            hand.record = hand.batch = None
+            watch.end(stretch)
         if hand_off is not None:
             self._leave_fetch_thread(hand_off)
         elif tripped:
@@ -206,25 +227,33 @@ class LaneRunner:
         return rest
 
     def _handle_partition_run(
-        self, run: Iterable[KafkaMessage], progress: PartitionProgress | None
+        self,
+        run: Iterable[KafkaMessage],
+        progress: PartitionProgress | None,
+        hand: Hand,
+        stretch: int,
     ) -> None:
-        """Handle one partition's run; raise _HandOffSignal where workers must take over."""
+        """Handle one partition's run; raise _HandOffSignal where workers must take over.
+
+        Raises Demoted when a new fetch thread took over while a call was stuck.
+        """
         if progress is None:
             return  # revoked while this batch was fetched: not ours to handle
-        handler, watch = self._fast, self.watch
-        assert watch is not None
+        handler = self._fast
         if handler is None:
             records = list(run)
-            if not self._run_each(records, progress, inline=True):
+            if not self._run_each(records, progress, hand, True, stretch, direct=True):
                 return
             last = records[-1].offset()
         else:
             # _run_fast without its per-message revoke and abort checks: on the fetch
-            # thread, neither can happen before this returns. One attribute read per
-            # message is the watchdog's cost (see zeroqueue.engine.watchdog).
+            # thread, neither can happen before this returns. An attribute read and a
+            # store per message are the watchdog's and the stuck report's cost.
             for record in run:
-                if watch.tripped:
+                if hand.tripped:
+                    self._keep_stretch(stretch)
                     raise _HandOffSignal(record, None)
+                hand.record = record
                 key, value = record.key(), record.value()
                 try:
                     result = handler(
@@ -232,12 +261,23 @@ class LaneRunner:
                         "" if value is None else value.decode(),
                     )
                 except BaseException as exc:
+                    if hand.tripped:
+                        self._keep_stretch(stretch, exc)
                     self._failed(record, as_consume_error(record, exc), progress, inline=True)
                     continue
                 if result is not None:
                     refuse_awaitable(result, self.handler)  # a bug: stops the queue
             last = record.offset()
+        if hand.tripped:
+            self._keep_stretch(stretch)
         progress.handled_through(-1 if last is None else last)
+
+    def _keep_stretch(self, stretch: int, error: BaseException | None = None) -> None:
+        """A tripped fetch thread, back from its call: raise Demoted if it was replaced."""
+        watch = self.watch
+        assert watch is not None
+        if not watch.claim(stretch):
+            raise Demoted(error)
 
     def _hand_off_rest(
         self,
@@ -278,6 +318,10 @@ class LaneRunner:
             )
             governor.slowed()
 
+    def retry_later(self, record: KafkaMessage, error: BaseException) -> None:
+        """``record`` failed where no retry could run: the worker that gets it retries it."""
+        self._resume[_position(record)] = _RetryState(0, 0.0, error)
+
     # -- sync -----------------------------------------------------------------------
 
     def run(self, lane: Lane, until: float | None = None) -> bool:
@@ -290,9 +334,11 @@ class LaneRunner:
         """
         board, governor, watch = self.board, self.governor, self.watch
         inline = until is not None
+        hand = self.hands.mine()
+        stretch = 0
         if inline:
             assert watch is not None
-            watch.begin()
+            stretch = watch.begin(hand)
         item = board.take(lane)
         try:
             while item is not None:
@@ -311,7 +357,7 @@ class LaneRunner:
                             self._resume.pop(_position(records[0]), None)
                         continue
                     try:
-                        complete = self._run_segment(records, progress, inline)
+                        complete = self._run_segment(records, progress, hand, inline)
                     except _HandOffSignal as hand_off:
                         # Leave this message and what follows it to a worker thread.
                         start = next(i for i, r in enumerate(records) if r is hand_off.record)
@@ -345,12 +391,17 @@ class LaneRunner:
             board.abandon(lane, item)
             raise
         finally:
+            hand.record = None
             if inline:
                 assert watch is not None
-                watch.end()
+                watch.end(stretch)
 
     def _run_segment(
-        self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool
+        self,
+        records: Sequence[KafkaMessage],
+        progress: PartitionProgress,
+        hand: Hand,
+        inline: bool = False,
     ) -> bool:
         if self._resume:
             resume = self._resume.pop(_position(records[0]), None)
@@ -361,6 +412,7 @@ class LaneRunner:
                     # hand it over again, pause and attempt count unchanged.
                     raise _HandOffSignal(records[0], resume)
                 started = time.perf_counter()
+                hand.record = records[0]
                 outcome = self._recover(
                     records[0],
                     progress,
@@ -373,19 +425,24 @@ class LaneRunner:
                 self._observe(records[0], started, outcome)
                 records = records[1:]
         if self._fast is not None:
-            return self._run_fast(records, progress, inline)
-        return self._run_each(records, progress, inline)
+            return self._run_fast(records, progress, hand, inline)
+        return self._run_each(records, progress, hand, inline)
 
     def _run_fast(
-        self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool = False
+        self,
+        records: Sequence[KafkaMessage],
+        progress: PartitionProgress,
+        hand: Hand,
+        inline: bool = False,
     ) -> bool:
-        handler, watch = self._fast, self.watch
+        handler = self._fast
         assert handler is not None
         for record in records:
             if self.aborting or progress.revoked:
                 return False
-            if inline and watch is not None and watch.tripped:
+            if hand.tripped:
                 raise _HandOffSignal(record, None)
+            hand.record = record
             key, value = record.key(), record.value()
             try:
                 result = handler(
@@ -401,20 +458,32 @@ class LaneRunner:
         return True
 
     def _run_each(
-        self, records: Sequence[KafkaMessage], progress: PartitionProgress, inline: bool = False
+        self,
+        records: Sequence[KafkaMessage],
+        progress: PartitionProgress,
+        hand: Hand,
+        inline: bool = False,
+        stretch: int = 0,
+        *,
+        direct: bool = False,
     ) -> bool:
-        watch = self.watch
+        """Handle records one by one; ``direct`` when run_direct's stretch runs it."""
         for record in records:
             if self.aborting or progress.revoked:
                 return False
-            if inline and watch is not None and watch.tripped:
+            if hand.tripped:
+                if direct:
+                    self._keep_stretch(stretch)
                 raise _HandOffSignal(record, None)
+            hand.record = record
             started = time.perf_counter()
             outcome: BaseException | None = None
             result = None
             try:
                 result = self.handler.call(record)
             except BaseException as exc:
+                if direct and hand.tripped:
+                    self._keep_stretch(stretch, exc)
                 outcome = self._failed(record, as_consume_error(record, exc), progress, inline)
                 if outcome is _GAVE_UP:
                     return False
@@ -520,6 +589,8 @@ class LaneRunner:
         """The async twin of :meth:`run`, for ``async def`` handlers."""
         board = self.board
         item: WorkItem | None = board.take(lane)
+        # A hand per run: the tasks share one thread, so a thread's hand would not do.
+        hand = self.hands.add(Hand())
         try:
             while item is not None:
                 done: list[Segment] = []
@@ -530,7 +601,7 @@ class LaneRunner:
                     progress = chunk.progress
                     if lane.given_up or self.aborting or progress.revoked:
                         continue  # as in run()
-                    if await self._run_each_async(records, progress):
+                    if await self._run_each_async(records, progress, hand):
                         done.append(segment)
                     elif not progress.revoked:
                         lane.given_up = True
@@ -538,13 +609,16 @@ class LaneRunner:
         except BaseException:
             board.abandon(lane, item)  # as in run()
             raise
+        finally:
+            self.hands.remove(hand)
 
     async def _run_each_async(
-        self, records: Sequence[KafkaMessage], progress: PartitionProgress
+        self, records: Sequence[KafkaMessage], progress: PartitionProgress, hand: Hand
     ) -> bool:
         for record in records:
             if self.aborting or progress.revoked:
                 return False
+            hand.record = record
             started = time.perf_counter()
             outcome: BaseException | None = None
             try:

@@ -72,6 +72,11 @@ class Queue:
         unordered_keyless: Handle keyless messages in parallel, without order.
         shutdown_timeout: Seconds :meth:`stop` (and a rebalance) lets in-flight
             messages finish. Default 10.
+        stuck_after: Seconds one message may stay with its handler (one call that
+            hangs, or retries that do not end) before it is reported: a WARNING on
+            ``zeroqueue.engine`` naming topic, partition, offset, key and how long,
+            repeated as the time doubles, and the ``zeroqueue_consumer_stuck_seconds``
+            metric. Default 60.
         retry_backoff: First pause before retrying a failed message when
             ``ForceCommit`` is false; doubles each time. Default 0.5.
         max_retry_backoff: Longest pause between retries. Default 30.
@@ -114,6 +119,7 @@ class Queue:
         ordering: Ordering = "key",
         unordered_keyless: bool = False,
         shutdown_timeout: float = 10.0,
+        stuck_after: float = 60.0,
         retry_backoff: float = 0.5,
         max_retry_backoff: float = 30.0,
         connect_timeout: float = 15.0,
@@ -141,6 +147,7 @@ class Queue:
             limit_of="session.timeout.ms",
         )
         check_seconds("shutdown_timeout", shutdown_timeout)
+        check_seconds("stuck_after", stuck_after, inclusive=False)
         for flag, value in (
             ("unordered_keyless", unordered_keyless),
             ("adaptive", adaptive),
@@ -227,6 +234,7 @@ class Queue:
             unordered_keyless=unordered_keyless,
             multi_topic=len(self._topics) > 1 or conf.topics[0].startswith("^"),
             adaptive=bool(adaptive),
+            stuck_after=float(stuck_after),
         )
         session_ms = int(session_timeout * 1000)
         self._settings = client_settings(

@@ -172,6 +172,18 @@ class ZeroQueueCollector(Collector):
             "The last offset this process committed (the next one the group reads).",
             labels=_PARTITION,
         )
+        stuck_seconds = GaugeMetricFamily(
+            "zeroqueue_consumer_stuck_seconds",
+            "How long a message has stayed with its handler, once past the Queue's"
+            " stuck_after (a call that hangs, or retries that do not end).",
+            labels=_PARTITION,
+        )
+        stuck_offset = GaugeMetricFamily(
+            "zeroqueue_consumer_stuck_offset",
+            "The offset of the message zeroqueue_consumer_stuck_seconds reports.",
+            labels=_PARTITION,
+        )
+        now = time.monotonic()
         by_reader: dict[tuple[str, str, str], tuple[QueueStats, list[_State]]] = {}
         for queue, stats in queues:
             states: list[_State] = []
@@ -179,6 +191,15 @@ class ZeroQueueCollector(Collector):
                 capacity = engine.options.capacity
                 fill.add_metric([stats.group, engine.name], engine.board.in_flight / capacity)
                 states.extend(engine.partition_states())
+                # The longest held per partition: a partition's gauge holds one value.
+                longest: dict[tuple[str, int], tuple[float, int]] = {}
+                for topic, partition, offset, seconds in engine.stuck_report.stuck(now):
+                    if seconds > longest.get((topic, partition), (-1.0, 0))[0]:
+                        longest[(topic, partition)] = (seconds, offset)
+                for (topic, partition), (seconds, offset) in longest.items():
+                    labels = [topic, str(partition), stats.group]
+                    stuck_seconds.add_metric(labels, seconds)
+                    stuck_offset.add_metric(labels, offset)
             for topic, partition, _, done, unfinished in states:
                 labels = [topic, str(partition), stats.group]
                 in_flight.add_metric(labels, unfinished)
@@ -194,6 +215,8 @@ class ZeroQueueCollector(Collector):
         yield fill
         yield in_flight
         yield committed
+        yield stuck_seconds
+        yield stuck_offset
         yield from self._lag(by_reader)
 
     def _lag(
