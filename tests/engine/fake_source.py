@@ -16,7 +16,12 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
-from zeroqueue.engine.handlers import FailurePolicy, Handler, resolve_handler
+from zeroqueue.engine.handlers import (
+    ConsumeErrorHandler,
+    FailurePolicy,
+    Handler,
+    resolve_handler,
+)
 from zeroqueue.engine.source import RebalanceListener, TopicPartitionKey
 
 
@@ -171,6 +176,7 @@ class EngineRun:
         partitions: int = 1,
         force_commit: bool = True,
         retry_backoff: float = 0.05,
+        error_handler: ConsumeErrorHandler | None = None,
         **options: object,
     ) -> None:
         self.source: FakeSource | None = None
@@ -184,7 +190,7 @@ class EngineRun:
 
         policy = FailurePolicy(
             force_commit=force_commit,
-            error_handler=None,
+            error_handler=error_handler,
             retry_backoff=retry_backoff,
             max_retry_backoff=retry_backoff,
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -175,6 +176,7 @@ class ConnEngine(RebalanceListener):
         self._fetcher: threading.Thread | None = None
         # Every fetch thread so far (a replaced one may still run a handler call).
         self._fetch_threads: list[threading.Thread] = []
+        self._fetcher_numbers = itertools.count()
         # What a replaced fetch thread's stuck call holds, by its hand: settled when
         # the call returns.
         self._stuck: dict[int, tuple[Lane, Chunk, KafkaMessage]] = {}
@@ -220,10 +222,11 @@ class ConnEngine(RebalanceListener):
         """Start a fetch thread; from now on it is the one that fetches."""
         thread = threading.Thread(
             target=self._fetch_main,
-            name=f"{self.name}-fetch-{len(self._fetch_threads)}",
+            name=f"{self.name}-fetch-{next(self._fetcher_numbers)}",
             daemon=True,
         )
-        self._fetch_threads.append(thread)
+        # Replaced threads that left are forgotten: only live ones may run a handler.
+        self._fetch_threads = [t for t in self._fetch_threads if t.is_alive()] + [thread]
         self._fetcher = thread
         thread.start()
 
@@ -234,7 +237,7 @@ class ConnEngine(RebalanceListener):
             self._fetch_loop(source)
         except Demoted as demoted:
             # Replaced while a call hung: the new fetch thread carries on.
-            self._settle_stuck(demoted.error)
+            self._settle_stuck(demoted.error, demoted.resume)
             self.hands.forget_mine()
             return
         except BaseException as exc:
@@ -378,7 +381,8 @@ class ConnEngine(RebalanceListener):
         lanes. Returns whether a new fetch thread took over.
         """
         record = hand.record
-        if not hand.replaceable or self._stop.is_set() or record is None:
+        # Even once stopping: the new fetch thread then only shuts down, within its bound.
+        if not hand.replaceable or record is None:
             return False
         if hand.batch is not None and not self._adopt_rest(hand, hand.batch, record):
             return False
@@ -428,19 +432,30 @@ class ConnEngine(RebalanceListener):
             lane.scheduled = True
             board.in_flight += 1
         self._stuck[id(hand)] = (lane, chunk, stuck)
-        rest = batch[at + 1 :]
+        owned = self._progress
+        rest = [r for r in batch[at + 1 :] if (r.topic() or "", r.partition() or 0) in owned]
         if rest:
             items = self._router.route(rest, self._progress_of)
             self._executor.schedule(board.post(items, len(rest)))
         return True
 
-    def _settle_stuck(self, error: BaseException | None) -> None:
-        """On a replaced fetch thread, back from its stuck call: settle that message."""
+    def _settle_stuck(self, error: BaseException | None, resume: object = None) -> None:
+        """On a replaced fetch thread, back from its stuck call: settle that message.
+
+        ``resume``: the failure policy already ran on it (a retry series to continue).
+        """
         taken = self._stuck.pop(id(self.hands.mine()), None)
         if taken is None:
             return  # it was running a lane: the lane was settled on the way out
         lane, chunk, record = taken
         board = self.board
+        if resume is not None:
+            self.runner.resume_later(record, resume)
+            board.put_back(lane, [], 0, [(chunk, [record])])
+            if self.governor is not None:
+                self.governor.need_workers()
+            self._executor.schedule([lane])
+            return
         if error is None:
             board.finish(lane, [(chunk, [record])], 1, take_next=False)
             if lane.scheduled:

@@ -72,8 +72,10 @@ class Demoted(Exception):  # noqa: N818 - a control-flow signal, not an error
     failed with ``error`` otherwise: the engine settles it (see ConnEngine).
     """
 
-    def __init__(self, error: BaseException | None) -> None:
+    def __init__(self, error: BaseException | None, resume: _RetryState | None = None) -> None:
         self.error = error
+        #: Set when the failure policy already decided on the record: its retry series.
+        self.resume = resume
 
 
 class _PausedClock(threading.local):
@@ -212,6 +214,10 @@ class LaneRunner:
                     progress = progress_of((topic, partition or 0))
                     self._handle_partition_run(run, progress, hand, stretch)
         except _HandOffSignal as signal:
+            if hand.tripped and not watch.claim(stretch):
+                # Taken over while the failure policy ran (an error_handler that hangs):
+                # the new fetch thread owns the rest; the record continues its series.
+                raise Demoted(None, signal.state) from None
             hand_off = signal
             rest = self._hand_off_rest(records, signal, progress_of)
         finally:
@@ -322,6 +328,11 @@ class LaneRunner:
         """``record`` failed where no retry could run: the worker that gets it retries it."""
         self._resume[_position(record)] = _RetryState(0, 0.0, error)
 
+    def resume_later(self, record: KafkaMessage, state: object) -> None:
+        """Continue ``record``'s retry series (a Demoted's ``resume``) on its next worker."""
+        assert isinstance(state, _RetryState)
+        self._resume[_position(record)] = state
+
     # -- sync -----------------------------------------------------------------------
 
     def run(self, lane: Lane, until: float | None = None) -> bool:
@@ -394,6 +405,9 @@ class LaneRunner:
             hand.record = None
             if inline:
                 assert watch is not None
+                # Settle with a takeover under way (it sets the engine's fetcher first):
+                # the fetch loop then sees it was replaced. One lock per lane run.
+                watch.claim(stretch)
                 watch.end(stretch)
 
     def _run_segment(
@@ -500,9 +514,11 @@ class LaneRunner:
         Returns the error the message is counted handled with (None once a retry
         succeeded), or ``_GAVE_UP`` when it was left unhandled (stopping, revoked).
         """
-        if inline and self._policy_may_block:
+        if inline and (self._policy_may_block or self.hands.mine().tripped):
             # A move waits for a broker: never on the fetch thread (polls, commits,
-            # rebalances and stop() would wait with it).
+            # rebalances and stop() would wait with it). Nor a policy after a call that
+            # ran long: its stretch is claimed, so an error_handler that hangs could
+            # no longer be taken over.
             raise _HandOffSignal(record, _RetryState(0, 0.0, error))
         delay = self._decide(record, error, 1)
         if delay is not None and inline:

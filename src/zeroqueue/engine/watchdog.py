@@ -26,6 +26,7 @@ per message and nothing while idle.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from collections.abc import Callable
 from zeroqueue.engine.hands import Hand
 
 __all__ = ["SlowHandlingWatch"]
+
+_log = logging.getLogger("zeroqueue.engine")
 
 
 class SlowHandlingWatch:
@@ -67,7 +70,9 @@ class SlowHandlingWatch:
         # Who owns a stuck stretch: its thread (claimed) or a new fetch thread (taken).
         self._claim_lock = threading.Lock()
         self._claimed_stretch = 0
-        self._taken_stretch = 0
+        # Every stretch taken over whose thread has not claimed it yet: several may be
+        # (a new fetch thread can get stuck too before the first call returns).
+        self._taken: set[int] = set()
         self._thread = threading.Thread(target=self._watch, name=f"{name}-watchdog", daemon=True)
         self._thread.start()
 
@@ -99,7 +104,8 @@ class SlowHandlingWatch:
         stretch can no longer be taken over.
         """
         with self._claim_lock:
-            if self._taken_stretch == stretch:
+            if stretch in self._taken:
+                self._taken.discard(stretch)  # its thread knows now, and leaves
                 return False
             self._claimed_stretch = stretch
             return True
@@ -160,5 +166,11 @@ class SlowHandlingWatch:
                 return  # its thread came back first
             with self._changed:
                 running = self._stretch == stretch and self._started is not None
-            if running and self._on_stuck(hand):
-                self._taken_stretch = stretch
+            try:
+                taken = running and self._on_stuck(hand)
+            except Exception:
+                # The watchdog must go on timing stretches whatever a takeover met.
+                _log.exception("taking over from a stuck fetch thread failed")
+                taken = False
+            if taken:
+                self._taken.add(stretch)
