@@ -81,6 +81,30 @@ def test_delayed_messages_come_when_due_while_undelayed_ones_flow(
         assert earliest <= came < latest + 1.0, f"{value}: {came - earliest:+.3f}s from due"
 
 
+def test_a_keys_messages_delayed_alike_keep_their_order(
+    brokers: list[str], new_topic: Callable[[int], str], group: str
+) -> None:
+    # given a queue releasing a topic's tiers
+    topic = new_topic(2)
+    create_tiers(brokers, topic)
+    arrivals = Arrivals()
+    queue = _queue(brokers, topic, group, arrivals)
+    with running(queue), Pusher(brokers, topic) as pusher:
+        assert eventually(_releasing(queue, topic), timeout=30)
+        # when two keys' messages are pushed in turn, each delayed 1.3 s: a burst
+        # that falls due together and is released a lane's run at a time
+        values = [f"{key}-{index}" for index in range(150) for key in ("a", "b")]
+        for value in values:
+            pusher.push_with_key(value.split("-")[0], value, delay=1.3)
+        pusher.flush()
+        assert arrivals.wait_for(set(values), timeout=30)
+    # then each key's messages came in the order they were pushed
+    for key in ("a", "b"):
+        came = sorted((arrivals.at[v][0], int(v.split("-")[1])) for v in values if v[0] == key)
+        indexes = [index for _, index in came]
+        assert indexes == sorted(indexes)
+
+
 def test_at_takes_a_datetime_from_async_code_and_bad_delays_are_refused(
     brokers: list[str], new_topic: Callable[[int], str], group: str
 ) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaException
 
@@ -26,7 +27,7 @@ from zeroqueue.errors import ConsumeError
 from zeroqueue.message import Message
 from zeroqueue.producer.balancer import Balancer
 from zeroqueue.producer.core import ProducerCore
-from zeroqueue.producer.deliver import deliver
+from zeroqueue.producer.deliver import send
 from zeroqueue.producer.options import PushOptions
 
 __all__ = ["Releaser", "releaser_group", "tier_gate"]
@@ -70,6 +71,46 @@ class Releaser:
 
     async def __call__(self, message: Message) -> None:
         """Release one message (the engine calls it once the message is due)."""
+        acknowledged = await self._send(message)
+        if acknowledged is not None:
+            await acknowledged
+
+    async def handle_run(self, messages: Sequence[Message]) -> int | None:
+        """Release a lane's run of due messages at once (the engine's run handler).
+
+        All are sent, in order, before any acknowledgement is awaited: the
+        idempotent client keeps their order per partition, and a run costs one
+        round trip, not one per message (a burst of one key's messages falling
+        due together would otherwise wait for each other's). Returns the index
+        of the first message not released, or None when all were: that one and
+        what follows are then released one by one, under the failure policy
+        (those acknowledged meanwhile are released twice: at least once).
+        """
+        pending: list[tuple[int, Coroutine[Any, Any, None]]] = []
+        failed: int | None = None
+        awaited = 0
+        try:
+            for index, message in enumerate(messages):
+                try:
+                    acknowledged = await self._send(message)
+                except Exception:
+                    failed = index
+                    break
+                if acknowledged is not None:
+                    pending.append((index, acknowledged))
+            for index, acknowledged in pending:
+                awaited += 1
+                try:
+                    await acknowledged
+                except Exception:
+                    failed = index if failed is None else min(failed, index)
+        finally:
+            for _, acknowledged in pending[awaited:]:
+                acknowledged.close()  # cancelled: nobody will await these
+        return failed
+
+    async def _send(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """Send ``message`` on; return its acknowledgement (None: not ours to release)."""
         try:
             hop = next_hop(message.topic, message.headers)
         except ConsumeError as exc:
@@ -77,10 +118,10 @@ class Releaser:
             _log.error(
                 "skipped %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc
             )
-            return
+            return None
         balancer = hop.route.balancer if hop.final else "hash"
         partition = hop.route.partition if hop.final else None
-        await deliver(
+        return await send(
             self._core(balancer),
             hop.topic,
             message.key,

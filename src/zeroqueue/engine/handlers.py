@@ -85,14 +85,27 @@ def positional_count(hook: Callable[..., Any]) -> int:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
+#: ``async (messages) -> index | None``: handles a lane's run of messages at once, in
+#: order; returns the index of the first it did not handle (None: all handled).
+RunHandler = Callable[[list[Message]], Awaitable["int | None"]]
+
+
 @dataclass(frozen=True)
 class HandlerSpec:
-    """A user handler, classified once at start-up."""
+    """A user handler, classified once at start-up.
+
+    ``handle_run``: an async handler object's ``handle_run`` method (see
+    :data:`RunHandler`), which the engine calls with each lane's run of messages
+    instead of one call per message; what it did not handle goes through
+    ``func`` one by one. For handlers that only wait on I/O per message (the
+    delay releasers): a run then costs one wait, not one per message.
+    """
 
     func: Callable[..., Any]
     is_async: bool
     takes_message: bool
     name: str
+    handle_run: RunHandler | None = None
 
     def call(self, record: KafkaMessage, attempt: int = 1) -> Any:
         """Call the handler on one record (returns an awaitable for async handlers).
@@ -126,7 +139,11 @@ def resolve_handler(handler: Handler) -> HandlerSpec:
                 "or an object with a consume(key, value) method"
             )
     name = getattr(target, "__qualname__", None) or repr(target)
-    return HandlerSpec(target, is_async_callable(target), _takes_message(target, name), name)
+    is_async = is_async_callable(target)
+    handle_run = getattr(handler, "handle_run", None)
+    if not (is_async and inspect.iscoroutinefunction(handle_run)):
+        handle_run = None
+    return HandlerSpec(target, is_async, _takes_message(target, name), name, handle_run)
 
 
 def is_async_callable(target: Callable[..., Any]) -> bool:

@@ -617,7 +617,7 @@ class LaneRunner:
                     progress = chunk.progress
                     if lane.given_up or self.aborting or progress.revoked:
                         continue  # as in run()
-                    if await self._run_each_async(records, progress, hand):
+                    if await self._run_segment_async(records, progress, hand):
                         done.append(segment)
                     elif not progress.revoked:
                         lane.given_up = True
@@ -627,6 +627,28 @@ class LaneRunner:
             raise
         finally:
             self.hands.remove(hand)
+
+    async def _run_segment_async(
+        self, records: Sequence[KafkaMessage], progress: PartitionProgress, hand: Hand
+    ) -> bool:
+        """A segment at once through the handler's ``handle_run``, if it has one."""
+        handle_run = self.handler.handle_run
+        if handle_run is None or self.aborting or progress.revoked:
+            return await self._run_each_async(records, progress, hand)
+        hand.record = records[0]
+        started = time.perf_counter()
+        try:
+            left = await handle_run([Message.from_kafka(record) for record in records])
+        except BaseException as exc:
+            _reraise_own_cancellation(exc)
+            _log.warning("handle_run raised %r: its messages go one by one", exc)
+            left = 0
+        done = len(records) if left is None else max(0, min(left, len(records)))
+        for record in records[:done]:
+            self._observe(record, started, None)
+        if done == len(records):
+            return True
+        return await self._run_each_async(records[done:], progress, hand)
 
     async def _run_each_async(
         self, records: Sequence[KafkaMessage], progress: PartitionProgress, hand: Hand

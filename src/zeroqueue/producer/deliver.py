@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from confluent_kafka import KafkaError
 from confluent_kafka import Message as KafkaMessage
@@ -14,7 +15,7 @@ from zeroqueue.errors import PushTimeoutError
 from zeroqueue.producer.core import ProducerCore
 from zeroqueue.producer.options import HeadersArg
 
-__all__ = ["REPORT_GRACE", "deliver", "produce_when_room"]
+__all__ = ["REPORT_GRACE", "deliver", "produce_when_room", "send"]
 
 # A delivery report comes within delivery_timeout; this much more before giving up on it.
 REPORT_GRACE = 5.0
@@ -55,6 +56,25 @@ async def deliver(
         PushTimeoutError: no report came within the delivery timeout (and a grace).
         DeliveryError: the broker did not take it.
     """
+    acknowledged = await send(core, topic, key, value, headers, partition=partition)
+    await acknowledged
+
+
+async def send(
+    core: ProducerCore,
+    topic: str,
+    key: str | bytes | None,
+    value: str | bytes | None,
+    headers: HeadersArg = None,
+    *,
+    partition: int | None = None,
+) -> Coroutine[Any, Any, None]:
+    """Queue one message; return what to await for the broker's acknowledgement.
+
+    Several sent before any is awaited share the client's batches and keep their
+    order per partition (the producer is idempotent): :func:`deliver` for many
+    at once. The returned coroutine must be awaited; it raises as deliver does.
+    """
     loop = asyncio.get_running_loop()
     report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]] = loop.create_future()
 
@@ -67,6 +87,14 @@ async def deliver(
     await produce_when_room(
         core, topic, key, value, headers, on_delivery=on_delivery, partition=partition
     )
+    return _acknowledged(core, topic, report)
+
+
+async def _acknowledged(
+    core: ProducerCore,
+    topic: str,
+    report: asyncio.Future[tuple[KafkaError | None, KafkaMessage]],
+) -> None:
     wait = core.options.delivery_timeout + REPORT_GRACE
     try:
         error, message = await asyncio.wait_for(report, wait)
