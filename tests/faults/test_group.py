@@ -1,0 +1,112 @@
+"""A group of 3 consumer processes, members leaving (SIGTERM) and joining while they consume.
+
+On Apache Kafka a change may come while the previous rebalance is still going on.
+The embedded broker (Tansu 0.6) gets stuck there: once a member leaves during a
+rebalance, the next generation may name a member that has left as its leader, and
+every member that joins later loops between JoinGroup and a SyncGroup that answers
+"rebalance in progress", for good. So on it each change waits for a stable group.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+
+from tests.faults.harness import CommitSampler, Progress, Run, push_all, stop_all
+from tests.faults.oracle import check
+from tests.kafka_helpers import eventually
+from zeroqueue.embedded import BrokerProcess
+
+TOTAL = 30_000
+PARTITIONS = 6
+MEMBERS = 3
+CHANGES = 4
+KEYS = 1_000
+STEP_TIMEOUT = 60.0
+
+
+@pytest.mark.slow
+def test_members_joining_and_leaving_lose_nothing(  # noqa: PLR0917 - fixtures
+    kafka: BrokerProcess,
+    broker_kind: str,
+    new_topic: Callable[[int], str],
+    group: str,
+    seed: int,
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(seed)
+    topic = new_topic(PARTITIONS)
+    brokers = kafka.bootstrap_servers
+    pushed = push_all(brokers, topic, rng, TOTAL, KEYS)
+    # About 800 messages a second per member: the changes come while they consume.
+    args = ["--handle-seconds", "0.01", "--fail-every", "97", "--fail-seed", str(seed)]
+    # Change points: how many distinct messages have been handled; at each, one member
+    # leaves and a new one joins, in an order the seed picks.
+    change_at = sorted(rng.sample(range(TOTAL // 20, TOTAL * 17 // 20), CHANGES))
+    progress = Progress(seed)
+    sampler = CommitSampler(brokers, group, topic, PARTITIONS)
+    names = iter(f"member-{n}" for n in range(1, MEMBERS + CHANGES + 1))
+
+    def join() -> Run:
+        return progress.add(Run(next(names), brokers, topic, group, tmp_path, args=args))
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+
+    def settle(newcomer: Run | None = None) -> None:
+        """On Tansu only (see the module docstring): wait for a stable group.
+
+        A newcomer handling first: until its JoinGroup arrives, the group looks stable.
+        """
+        if broker_kind != "tansu":
+            return
+        if newcomer is not None:
+            progress.wait_for(
+                lambda p: newcomer.handled > 0 or len(p.values) == TOTAL,
+                STEP_TIMEOUT,
+                f"{newcomer.name} handling",
+            )
+
+        def stable() -> bool:
+            found = admin.describe_consumer_groups([group])[group].result(10)
+            return bool(found.state == ConsumerGroupState.STABLE)
+
+        assert eventually(stable, STEP_TIMEOUT), f"the group never settled (seed {seed})"
+
+    members = [join() for _ in range(MEMBERS)]
+    try:
+        for number, point in enumerate(change_at, 1):
+            progress.wait_for(progress.handled(point), STEP_TIMEOUT, f"{point:,} handled")
+            settle()
+            # Only a member that handles already: before its Queue starts, SIGTERM
+            # would kill the process, not stop a consumer.
+            progress.wait_for(
+                lambda _: any(member.handled for member in members),
+                STEP_TIMEOUT,
+                "a member handling",
+            )
+            running = [member for member in members if member.handled]
+            leaving = running[rng.randrange(len(running))]
+            members.remove(leaving)
+            join_first = rng.random() < 0.5
+            if join_first:
+                members.append(join())
+                settle(members[-1])
+            status = leaving.terminate()
+            assert status == 0, f"{leaving.name} exited with {status}:\n{leaving.stderr_tail()}"
+            sampler.sample(f"after {leaving.name} left (change {number})")
+            if not join_first:
+                settle()
+                members.append(join())
+        progress.wait_for(progress.handled(TOTAL), STEP_TIMEOUT, "all handled", must=False)
+        stop_all(members)
+        sampler.sample("the end")
+    finally:
+        sampler.close()
+        for run in progress.runs:
+            run.ensure_gone()
+    check(pushed, progress.records(), sampler.samples, seed=seed)
