@@ -284,6 +284,8 @@ def traced_handler(handler: HandlerSpec, group: str) -> HandlerSpec:
         is_async=handler.is_async,
         takes_message=True,  # not the engine's (key, value) fast path: it skips call()
         name=handler.name,
+        # A run handler (the delay releasers') keeps its runs: no span per message then.
+        handle_run=handler.handle_run,
         inner=handler,
         group=group,
         tracer=_tracer(),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from unittest.mock import AsyncMock
 
 import pytest
 from confluent_kafka import Message as KafkaMessage
 
-from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
+from zeroqueue.engine.handlers import FailurePolicy, RunHandling, resolve_handler
 from zeroqueue.engine.lanes import Router, WorkBoard
 from zeroqueue.engine.offsets import PartitionProgress
 from zeroqueue.engine.runner import LaneRunner
@@ -22,7 +23,7 @@ def record(offset: int, key: str) -> KafkaMessage:
     )
 
 
-class RunHandler:
+class RunHandler(RunHandling):
     """Handles runs; ``refuse_from`` says where each run stops (None: all handled)."""
 
     def __init__(self, refuse_from: int | None = None, raises: bool = False) -> None:
@@ -41,7 +42,7 @@ class RunHandler:
         return self.refuse_from
 
 
-def run_lanes(handler: RunHandler, records: list[KafkaMessage]) -> PartitionProgress:
+def run_lanes(handler: object, records: list[KafkaMessage]) -> PartitionProgress:
     """Route ``records`` to lanes and run every lane to the end; return the progress."""
     policy = FailurePolicy(
         force_commit=False, error_handler=None, retry_backoff=0.01, max_retry_backoff=0.01
@@ -100,3 +101,30 @@ def test_a_sync_handler_or_a_plain_coroutine_function_has_no_run_handler() -> No
     assert resolve_handler(SyncWithRun()).handle_run is None
     assert resolve_handler(plain).handle_run is None
     assert resolve_handler(RunHandler()).handle_run is not None
+
+
+def test_a_users_own_handle_run_or_an_async_mock_is_not_a_run_handler() -> None:
+    class Billing:
+        def __init__(self) -> None:
+            self.consumed: list[str] = []
+
+        async def consume(self, key: str, value: str) -> None:
+            self.consumed.append(value)
+
+        async def handle_run(self, run_id: object) -> None:  # unrelated to zeroqueue
+            pass
+
+    billing = Billing()
+    assert resolve_handler(billing).handle_run is None
+    assert resolve_handler(AsyncMock()).handle_run is None
+    progress = run_lanes(billing, [record(offset, "k") for offset in range(3)])
+    assert billing.consumed == ["0", "1", "2"]
+    assert progress.commit_due() == 3
+
+
+@pytest.mark.parametrize("bogus", [-1, 5, True, 1.5, "1"])
+def test_a_run_handler_answering_no_index_has_its_run_go_one_by_one(bogus: object) -> None:
+    handler = RunHandler(refuse_from=bogus)  # type: ignore[arg-type]
+    progress = run_lanes(handler, [record(offset, "k") for offset in range(4)])
+    assert handler.one_by_one == [0, 1, 2, 3]
+    assert progress.commit_due() == 4

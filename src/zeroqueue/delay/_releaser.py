@@ -23,6 +23,7 @@ from zeroqueue.delay import _headers as h
 from zeroqueue.delay._gate import DueGate
 from zeroqueue.delay._plan import next_hop
 from zeroqueue.delay._tiers import QUANTUM, TIERS, tier_topic
+from zeroqueue.engine.handlers import RunHandling
 from zeroqueue.errors import ConsumeError
 from zeroqueue.message import Message
 from zeroqueue.producer.balancer import Balancer
@@ -45,7 +46,7 @@ def tier_gate(topic: str) -> DueGate:
     return DueGate({tier_topic(topic, tier): tier * QUANTUM for tier in TIERS}, h.HOP_DUE)
 
 
-class Releaser:
+class Releaser(RunHandling):
     """``async (message)``: push a due message of a tier on, and await the acknowledgement."""
 
     def __init__(self, brokers: Sequence[str], options: PushOptions) -> None:
@@ -93,7 +94,8 @@ class Releaser:
             for index, message in enumerate(messages):
                 try:
                     acknowledged = await self._send(message)
-                except Exception:
+                except Exception as exc:
+                    _log.warning("releasing %s failed, one by one from here: %s", _at(message), exc)
                     failed = index
                     break
                 if acknowledged is not None:
@@ -102,7 +104,10 @@ class Releaser:
                 awaited += 1
                 try:
                     await acknowledged
-                except Exception:
+                except Exception as exc:
+                    _log.warning(
+                        "releasing %s failed, one by one from here: %s", _at(messages[index]), exc
+                    )
                     failed = index if failed is None else min(failed, index)
         finally:
             for _, acknowledged in pending[awaited:]:
@@ -145,3 +150,7 @@ class Releaser:
             cores, self._cores = list(self._cores.values()), {}
         for core in cores:
             core.close()
+
+
+def _at(message: Message) -> str:
+    return f"{message.topic}[{message.partition}]@{message.offset}"

@@ -12,6 +12,7 @@ It signals failure by raising; its return value is ignored.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -90,6 +91,20 @@ def positional_count(hook: Callable[..., Any]) -> int:
 RunHandler = Callable[[list[Message]], Awaitable["int | None"]]
 
 
+class RunHandling(abc.ABC):
+    """Internal: an async handler whose runs the engine may hand over at once.
+
+    Nominal on purpose (subclass it, zeroqueue's delay releasers do): a user's
+    handler with a method that happens to be called ``handle_run``, or an
+    ``AsyncMock``, must never be taken for one; the engine would count a run
+    handled that the handler never saw.
+    """
+
+    @abc.abstractmethod
+    async def handle_run(self, messages: list[Message]) -> int | None:
+        """Handle ``messages`` in order; the index of the first not handled, or None."""
+
+
 @dataclass(frozen=True)
 class HandlerSpec:
     """A user handler, classified once at start-up.
@@ -140,9 +155,7 @@ def resolve_handler(handler: Handler) -> HandlerSpec:
             )
     name = getattr(target, "__qualname__", None) or repr(target)
     is_async = is_async_callable(target)
-    handle_run = getattr(handler, "handle_run", None)
-    if not (is_async and inspect.iscoroutinefunction(handle_run)):
-        handle_run = None
+    handle_run = handler.handle_run if is_async and isinstance(handler, RunHandling) else None
     return HandlerSpec(target, is_async, _takes_message(target, name), name, handle_run)
 
 

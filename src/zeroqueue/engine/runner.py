@@ -641,9 +641,20 @@ class LaneRunner:
             left = await handle_run([Message.from_kafka(record) for record in records])
         except BaseException as exc:
             _reraise_own_cancellation(exc)
-            _log.warning("handle_run raised %r: its messages go one by one", exc)
+            _log.warning("handle_run raised %r: its messages go one by one", exc, exc_info=exc)
             left = 0
-        done = len(records) if left is None else max(0, min(left, len(records)))
+        if left is None:
+            done = len(records)
+        elif type(left) is int and 0 <= left <= len(records):
+            done = left
+        else:
+            # Not an index into the run: believe none of it (again, never lost).
+            _log.error(
+                "handle_run returned %r for a run of %d: its messages go one by one",
+                left,
+                len(records),
+            )
+            done = 0
         for record in records[:done]:
             self._observe(record, started, None)
         if done == len(records):
