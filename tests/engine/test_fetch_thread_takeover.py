@@ -93,6 +93,16 @@ def fetch_threads_alive(run: EngineRun) -> list[str]:
     return [thread.name for thread in run.engine._fetch_threads if thread.is_alive()]
 
 
+def one_fetches_beside(run: EngineRun, stuck: str, gone: str) -> bool:
+    """Whether ``gone`` left and one fetch thread runs beside the ``stuck`` one.
+
+    Which one that is is not asserted: on a starved machine a quick call can also
+    run past the takeover delay, and a further takeover is then right.
+    """
+    alive = fetch_threads_alive(run)
+    return gone not in alive and len([name for name in alive if name != stuck]) == 1
+
+
 @pytest.fixture
 def slow_takeover_log() -> Iterator[list[threading.Event]]:
     """A log handler that takes 0.3 s over the takeover warning (a remote syslog, say).
@@ -155,7 +165,7 @@ def test_a_first_stuck_call_that_returns_after_a_second_takeover_leaves() -> Non
         # when the first call returns, the second still hanging
         handler.hangs["hang-0"].set()
         # then its thread leaves (one thread fetches), and its key moves on
-        assert wait_for(lambda: fetch_threads_alive(run) == ["fake-fetch-1", "fake-fetch-2"])
+        assert wait_for(lambda: one_fetches_beside(run, "fake-fetch-1", gone="fake-fetch-0"))
         assert wait_for(lambda: all(handler.calls[v] == 1 for v in ("a1", "a2", "a3")))
         # with only the second stuck call in flight, and nothing handled twice
         assert wait_for(lambda: engine.board.in_flight == 1)
@@ -187,7 +197,7 @@ def test_a_lane_call_that_returns_while_a_takeover_is_under_way_leaves(
         assert handler.threads["hang-1"] == "fake-fetch-1"
         assert wait_for(lambda: len(engine._fetch_threads) == 3, timeout=10)
         # then its thread leaves: one thread fetches (beside the one still stuck)
-        assert wait_for(lambda: fetch_threads_alive(run) == ["fake-fetch-0", "fake-fetch-2"])
+        assert wait_for(lambda: one_fetches_beside(run, "fake-fetch-0", gone="fake-fetch-1"))
         run.fake.add([f"c{i}" for i in range(50)], key=third)
         assert wait_for(lambda: engine.board.in_flight == 1)
         assert max(handler.calls.values()) == 1
@@ -234,7 +244,7 @@ def test_an_error_handler_that_hangs_after_a_quick_failure_is_taken_over_once(
         release.set()
         # then the old thread leaves, nothing was handled twice (but a retried "bad"),
         # the key moves on and everything is committed
-        assert wait_for(lambda: fetch_threads_alive(run) == ["fake-fetch-1"])
+        assert wait_for(lambda: one_fetches_beside(run, stuck="", gone="fake-fetch-0"))
         assert wait_for(lambda: handler.calls["bad-next"] == 1)
         assert wait_for(lambda: engine.board.in_flight == 0)
         end = run.fake._next_offset[("t", 0)]
