@@ -120,11 +120,18 @@ def slow_takeover_log() -> Iterator[list[threading.Event]]:
 
     handler = Slow(logging.WARNING)
     logger = logging.getLogger("zeroqueue.engine")
+    # Earlier tests may leave the logger quieter or disabled (logging config tests):
+    # the warning must reach this handler, or the stuck call is never released.
+    level, disabled = logger.level, logger.disabled
+    logger.setLevel(logging.WARNING)
+    logger.disabled = False
     logger.addHandler(handler)
     try:
         yield on_takeover
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.disabled = disabled
 
 
 def test_stop_in_the_first_second_of_a_hang_on_the_fetch_thread_keeps_its_bound() -> None:
