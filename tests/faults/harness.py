@@ -104,6 +104,10 @@ class Run:
         text = self.log.with_suffix(".err").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
+    def assignments(self) -> int:
+        """How many rebalances assigned it partitions (maybe none) so far, from its stderr."""
+        return self.log.with_suffix(".err").read_text(errors="replace").count("zeroqueue: assigned")
+
     def died(self) -> bool:
         """Whether it exited without being told to."""
         return not self.stopped_on_purpose and self.process.poll() is not None
