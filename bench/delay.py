@@ -12,6 +12,10 @@ for (push time + delay), so a negative figure is a message that came early.
   beanstalkd makes them ready, as go-queue's consumer does (beanstalkd counts
   whole seconds).
 
+The Kafka burst runs ``--rounds`` times (3) on one broker: the first burst meets a
+broker just started, whose JVM is not warm yet; the later ones are pooled in a
+row of their own, a broker as production runs it.
+
 python -m bench.delay                 # embedded broker; needs beanstalkd and redis-server
 python -m bench.delay --broker kafka  # Apache Kafka (needs Java 17)
 """
@@ -66,8 +70,13 @@ def _lateness(due: dict[str, float], arrivals: Arrivals) -> list[float]:
     return sorted(arrivals.at[name] - when for name, when in due.items())
 
 
-def kafka(kind: str, count: int) -> list[float]:
-    """Lateness of ``count`` messages delayed on Kafka."""
+def kafka(kind: str, count: int, rounds: int) -> list[list[float]]:
+    """Lateness of ``count`` messages delayed on Kafka, for each of ``rounds`` bursts.
+
+    The bursts run one after the other on the same broker, topic and Queue: the
+    first meets a broker just started (a JVM not yet warm), the later ones a
+    broker as production runs it.
+    """
     with broker(kind) as brokers:
         topic = unique("delay")
         admin.create_topic([brokers], topic, partitions=8)
@@ -81,16 +90,20 @@ def kafka(kind: str, count: int) -> list[float]:
             max_wait=0.1,
             handle_signals=False,
         )
-        with queue.running():
+        found: list[list[float]] = []
+        with queue.running(), Pusher([brokers], topic) as pusher:
             _wait_for(lambda: queue.releasing == [topic], "the releaser")
-            due: dict[str, float] = {}
-            with Pusher([brokers], topic) as pusher:
+            for round_number in range(rounds):
+                arrivals = Arrivals(count)
+                due: dict[str, float] = {}
                 for index, delay in enumerate(_delays(count)):
-                    name = f"m{index}"
+                    name = f"r{round_number}-m{index}"
                     due[name] = time.time() + delay
                     pusher.push_with_key(f"user-{index % 100}", name, delay=delay)
-            arrivals.wait(LONGEST + 60)
-        return _lateness(due, arrivals)
+                pusher.flush()
+                arrivals.wait(LONGEST + 60)
+                found.append(_lateness(due, arrivals))
+        return found
 
 
 @contextlib.contextmanager
@@ -178,7 +191,11 @@ def main() -> None:
     args = parser.parse_args()
     count = 200 if args.quick else COUNT
     log(f"{count} messages delayed {SHORTEST:g}-{LONGEST:g} s each")
-    rows = [_row(f"Kafka delay tiers ({args.broker})", kafka(args.broker, count))]
+    first, *later = kafka(args.broker, count, max(1, args.rounds))
+    rows = [_row(f"Kafka delay tiers ({args.broker}), first burst", first)]
+    if later:
+        pooled = [late for lateness in later for late in lateness]
+        rows.append(_row(f"Kafka delay tiers ({args.broker}), {len(later)} later bursts", pooled))
     ours, raw = dq(count)
     rows += [_row("dq on beanstalkd + Redis", ours), _row("raw beanstalkd (go-queue's way)", raw)]
     print(f"\nlateness of {count} delayed messages (arrival - due)\n")

@@ -51,6 +51,8 @@ class FakeSource:
         self._failed: list[TopicPartitionKey] = []
         self.fetches = 0
         self.zero_wait_fetches = 0
+        # (topic, partition, offset) of every record handed out, in order.
+        self.handed_out: list[tuple[str, int, int]] = []
         self.closed = False
         self._reassign = False
         # How many seeks to refuse (as librdkafka does for a partition it is not fetching).
@@ -128,6 +130,7 @@ class FakeSource:
                         and len(batch) < max_messages
                     ):
                         batch.append(stored[self._position[tp]])
+                        self.handed_out.append((*tp, self._position[tp]))
                         self._position[tp] += 1
                 left = deadline - time.monotonic()
                 if batch or left <= 0:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from confluent_kafka import Message as KafkaMessage
 
 from tests.engine.fake_source import FakeSource
+from zeroqueue.engine import holding
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
 from zeroqueue.engine.source import RebalanceListener
@@ -117,3 +119,97 @@ def test_a_held_partition_whose_seek_back_fails_skips_nothing() -> None:
     assert [value for value, _ in run.handled] == [f"{due}", "0"]
     assert run.source.refused_seeks == 0
     assert run.handled[0][1] >= due
+
+
+def test_records_due_soon_wait_in_memory_and_are_not_fetched_again() -> None:
+    run = Run()
+    assert run.source is not None
+    due = time.time() + 0.4
+    try:
+        # when a partition's head is due within KEEP_WITHIN, with a record after it
+        run.source.add([f"{due}", "0"], topic="later")
+        assert run.wait_for(2)
+    finally:
+        run.stop()
+    # then both come from memory once due, in order: each was fetched once
+    assert [value for value, _ in run.handled] == [f"{due}", "0"]
+    assert due <= run.handled[0][1] < due + 0.3
+    later = [offset for topic, _, offset in run.source.handed_out if topic == "later"]
+    assert later == [0, 1]
+
+
+def test_a_partition_due_later_is_fetched_again_shortly_before_it_is_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(holding, "KEEP_WITHIN", 0.3)
+    run = Run()
+    assert run.source is not None
+    due = time.time() + 1.0
+    try:
+        # when a partition's head is due after KEEP_WITHIN
+        run.source.add([f"{due}"], topic="later")
+        assert run.wait_for(1)
+    finally:
+        run.stop()
+    # then it was let go (sought back), fetched again before it was due, and handled on time
+    later = [offset for topic, _, offset in run.source.handed_out if topic == "later"]
+    assert later == [0, 0]
+    [(_, at)] = run.handled
+    assert due <= at < due + 0.3
+
+
+class _Seeks:
+    """The part of a Source that HeldPartitions uses: it notes pauses and seeks."""
+
+    def __init__(self) -> None:
+        self.paused: list[tuple[str, int]] = []
+        self.seeks: list[tuple[tuple[str, int], int]] = []
+
+    def pause(self, partitions: list[tuple[str, int]]) -> None:
+        self.paused += partitions
+
+    def seek(self, partition: tuple[str, int], offset: int) -> None:
+        self.seeks.append((partition, offset))
+
+
+def _record(offset: int, due: float) -> KafkaMessage:
+    return KafkaMessage(topic="later", partition=0, offset=offset, value=f"{due}".encode())
+
+
+def test_a_stray_record_of_a_held_partition_is_left_to_be_fetched_again() -> None:
+    held = holding.HeldPartitions(DueAt(), "test")
+    source = _Seeks()
+    due = time.time() + 0.2
+    owned = {("later", 0)}
+    # when a partition is held at offset 5 (6 kept with it) and a stray record
+    # fetched before the pause comes in a later batch
+    assert held.hold([_record(5, due), _record(6, due)], owned, source) == []  # type: ignore[arg-type]
+    assert held.hold([_record(7, due)], owned, source) == []  # type: ignore[arg-type]
+    # then the stray is dropped, the partition goes on after what is kept (7 is fetched again)
+    assert source.seeks == [(("later", 0), 7)]
+    assert ("later", 0) in held
+    while time.time() < due:
+        time.sleep(0.01)
+    records, resume = held.wake(source)  # type: ignore[arg-type]
+    assert [record.offset() for record in records] == [5, 6]
+    assert resume == [("later", 0)]
+    assert not held
+
+
+def test_kept_records_due_later_than_keep_within_are_let_go_and_fetched_again() -> None:
+    held = holding.HeldPartitions(DueAt(), "test")
+    source = _Seeks()
+    due = time.time() + 0.1
+    later = due + holding.KEEP_WITHIN + 5
+    owned = {("later", 0)}
+    # when one fetch kept a record due soon and one due long after it
+    assert held.hold([_record(3, due), _record(4, later)], owned, source) == []  # type: ignore[arg-type]
+    while time.time() < due:
+        time.sleep(0.01)
+    records, resume = held.wake(source)  # type: ignore[arg-type]
+    # then the first is released, the partition goes back to the second, to fetch it
+    # again KEEP_WITHIN before it is due, and is not resumed yet
+    assert [record.offset() for record in records] == [3]
+    assert resume == []
+    assert source.seeks == [(("later", 0), 5), (("later", 0), 4)]
+    assert held.next_wake() == pytest.approx(later - holding.KEEP_WITHIN)

@@ -8,6 +8,7 @@ clock at release, so a release that came late does not make the next one later.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,9 +52,10 @@ def first_hop(
     if ticks == 0:
         return None
     now_ms = now * 1000
-    due_ms = round(now_ms + ticks * _QUANTUM_MS)
+    # Whole milliseconds, rounded up: never early.
+    due_ms = math.ceil(now_ms + ticks * _QUANTUM_MS)
     tier = next_tier(ticks)
-    hop_due_ms = round(now_ms + tier * _QUANTUM_MS)
+    hop_due_ms = math.ceil(now_ms + tier * _QUANTUM_MS)
     own = [(name, value) for name, value in headers if name not in h.ROUTING and name != h.DUE]
     routing: HeaderList = [(h.DUE, encode_long(due_ms)), (h.TARGET, target.encode())]
     if route.partition is not None:
@@ -86,7 +88,7 @@ def next_hop(topic: str, headers: Sequence[tuple[str, bytes | None]]) -> Hop:
         own = [(name, value) for name, value in listed if name not in h.ROUTING]
         return Hop(target_topic, own, final=True, route=route)
     tier = next_tier(left)
-    hop_due = encode_long(round(hop_due_ms + tier * _QUANTUM_MS))
+    hop_due = encode_long(math.ceil(hop_due_ms + tier * _QUANTUM_MS))
     moved = [(name, value) for name, value in listed if name != h.HOP_DUE]
     moved.append((h.HOP_DUE, hop_due))
     return Hop(tier_topic(target_topic, tier), moved, final=False, route=route)

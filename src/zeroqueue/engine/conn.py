@@ -23,15 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from confluent_kafka import KafkaException
 from confluent_kafka import Message as KafkaMessage
 
 from zeroqueue.engine.executors import Executor, make_executor
 from zeroqueue.engine.governor import Governor
 from zeroqueue.engine.handlers import FailurePolicyLike, HandlerSpec, ObserveHook, as_consume_error
 from zeroqueue.engine.hands import Hand, HandRegistry, StuckReport
+from zeroqueue.engine.holding import HeldPartitions, HoldBack
 from zeroqueue.engine.lanes import Lane, Ordering, Router, WorkBoard
 from zeroqueue.engine.offsets import Chunk, PartitionProgress
 from zeroqueue.engine.runner import Demoted, LaneRunner
@@ -39,12 +38,9 @@ from zeroqueue.engine.source import RebalanceListener, Source, TopicPartitionKey
 from zeroqueue.engine.watchdog import SlowHandlingWatch
 from zeroqueue.errors import ConsumeError
 
-__all__ = ["ConnEngine", "EngineOptions", "HoldBack"]
+__all__ = ["ConnEngine", "EngineOptions"]
 
 _log = logging.getLogger("zeroqueue.engine")
-
-# How soon a held partition whose seek back failed is tried again, in seconds.
-_SEEK_RETRY = 1.0
 
 # Lanes per processor: more lanes, less head-of-line blocking behind a slow key.
 LANES_PER_PROCESSOR = 2
@@ -72,20 +68,6 @@ FIRST_DIRECT_BATCH = 10
 SLOW_HANDLING = 4 * INLINE_BUDGET
 # How long one call may hold the fetch thread before a new fetch thread takes over.
 STUCK_ON_FETCH_THREAD = 1.0
-
-
-class HoldBack(Protocol):
-    """Which fetched records are not due yet (a retry topic's): the engine holds them back.
-
-    A held partition is paused and sought back to its first record not due, then
-    resumed once that record is due: no busy loop, and the partitions of other
-    topics keep flowing. Records of one partition must fall due in offset order.
-    """
-
-    topics: frozenset[str]
-
-    def due(self, record: KafkaMessage) -> float:
-        """When ``record`` is due, in ``time.time()`` seconds (0: now)."""
 
 
 @dataclass(frozen=True)
@@ -120,11 +102,8 @@ class ConnEngine(RebalanceListener):
         hold_back: HoldBack | None = None,
     ) -> None:
         self.name = name
-        self._hold_back = hold_back
-        # Partitions held back, and when (time.time()) their first record is due.
-        self._held: dict[TopicPartitionKey, float] = {}
-        # Held partitions whose seek back failed: the offset to seek to first.
-        self._unsought: dict[TopicPartitionKey, int] = {}
+        # Partitions held back until their first record is due (delay tiers, retries).
+        self._held = HeldPartitions(hold_back, name) if hold_back is not None else None
         self.options = options
         self._source_factory = source_factory
         lane_count = options.processors * LANES_PER_PROCESSOR
@@ -336,7 +315,7 @@ class ConnEngine(RebalanceListener):
                     executor.schedule(())  # workers held by long calls no longer count
                 next_report = now + report.interval
             if self._held:
-                self._release_due(source)
+                self._release_due(self._held, source)
             inline = executor.inline
             if was_inline and not inline:
                 # The fetch thread stops running lanes (a probe begins; the limit may be
@@ -354,10 +333,11 @@ class ConnEngine(RebalanceListener):
             wait = 0.0 if inline and executor.has_ready() else FETCH_TIMEOUT
             if self._held:
                 # Wake when the first held partition falls due, not up to a tick later.
-                wait = max(0.0, min(wait, min(self._held.values()) - time.time()))
+                wait = max(0.0, min(wait, self._held.next_wake() - time.time()))
             if self._paused:
                 if in_flight <= low_water:
-                    source.resume([key for key in self._progress if key not in self._held])
+                    held = self._held or ()
+                    source.resume([key for key in self._progress if key not in held])
                     self._paused = False
                     continue
                 # Paused: polling only serves group events (and stray records).
@@ -504,76 +484,22 @@ class ConnEngine(RebalanceListener):
             if self._fetcher is not threading.current_thread():
                 raise Demoted(None)
 
-    def _release_due(self, source: Source) -> None:
-        """Resume held partitions whose first record is due (the fetch wait is the tick)."""
-        wall = time.time()
-        due = []
-        for key, at in list(self._held.items()):
-            if at > wall:
-                continue
-            unsought = self._unsought.get(key)
-            if unsought is not None and not self._seek(source, key, unsought):
-                self._held[key] = wall + _SEEK_RETRY  # resuming now would skip it
-                continue
-            del self._held[key]
-            due.append(key)
-        if due and not self._paused:
-            source.resume(due)
-
-    def _hold(self, records: list[KafkaMessage]) -> list[KafkaMessage]:
-        """Leave out records not due yet, and what follows them in their partition."""
-        hold_back, source = self._hold_back, self._source
-        assert hold_back is not None
-        assert source is not None
-        topics, wall = hold_back.topics, time.time()
-        ready: list[KafkaMessage] = []
-        cut: dict[TopicPartitionKey, tuple[int, float]] = {}
-        for record in records:
-            topic = record.topic()
-            if topic in topics:
-                key = (topic or "", record.partition() or 0)
-                if key in cut:
-                    continue
-                due = hold_back.due(record)
-                if due > wall:
-                    offset = record.offset()
-                    cut[key] = (-1 if offset is None else offset, due)
-                    continue
-            ready.append(record)
-        for key, (offset, due) in cut.items():
-            if key not in self._progress:
-                continue  # revoked meanwhile
-            source.pause([key])
-            self._held[key] = due
-            self._seek(source, key, offset)
-            _log.debug("%s: %s[%d]@%d held back %.1fs", self.name, *key, offset, due - wall)
-        return ready
-
-    def _seek(self, source: Source, key: TopicPartitionKey, offset: int) -> bool:
-        """Seek a held partition back to its first record not due; False if that failed.
-
-        Until a seek succeeds the partition stays paused (it is tried again at each
-        release): resuming it unsought would fetch past the held record, and
-        committing past it would lose it.
-        """
-        try:
-            source.seek(key, offset)
-        except KafkaException as error:
-            self._unsought[key] = offset
-            _log.warning(
-                "%s: %s[%d] could not seek back to held offset %d (%s); it stays paused",
-                self.name,
-                *key,
-                offset,
-                error,
-            )
-            return False
-        self._unsought.pop(key, None)
-        return True
+    def _release_due(self, held: HeldPartitions, source: Source) -> None:
+        """Dispatch kept records that fell due, and resume their partitions."""
+        records, resume = held.wake(source)
+        if records:
+            self._dispatch_ready(records)
+        resume = [key for key in resume if key in self._progress]
+        if resume and not self._paused:
+            source.resume(resume)
 
     def _dispatch(self, records: list[KafkaMessage]) -> None:
-        if self._hold_back is not None and records:
-            records = self._hold(records)
+        if self._held is not None and records:
+            assert self._source is not None
+            records = self._held.hold(records, self._progress, self._source)
+        self._dispatch_ready(records)
+
+    def _dispatch_ready(self, records: list[KafkaMessage]) -> None:
         if self._left_in_fetch:
             # Records fetched before a revoke (or loss) that ran inside this fetch are
             # no longer ours: the next owner starts from our last commit. (Getting a
@@ -677,8 +603,8 @@ class ConnEngine(RebalanceListener):
         for progress in leaving:
             progress.revoked = True
             del self._progress[(progress.topic, progress.partition)]
-            self._held.pop((progress.topic, progress.partition), None)
-            self._unsought.pop((progress.topic, progress.partition), None)
+            if self._held is not None:
+                self._held.forget((progress.topic, progress.partition))
         self.assignment = tuple(self._progress)
         if not drained:
             _log.warning(
@@ -694,8 +620,8 @@ class ConnEngine(RebalanceListener):
         """Partitions were lost: stop handling them, nothing can be committed."""
         self._left_in_fetch = True
         for key in partitions:
-            self._held.pop(key, None)
-            self._unsought.pop(key, None)
+            if self._held is not None:
+                self._held.forget(key)
             progress = self._progress.pop(key, None)
             if progress is not None:
                 progress.revoked = True

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from zeroqueue.delay._releaser import Releaser, releaser_group, tier_gate
 from zeroqueue.delay._tiers import tier_topics
 from zeroqueue.delay._topics import hop_overhead, tiers_exist, topic_limit
-from zeroqueue.engine.conn import HoldBack
+from zeroqueue.engine.holding import HoldBack
 from zeroqueue.errors import ZeroQueueError
 from zeroqueue.kq.config import KqConf
 from zeroqueue.producer.options import PushOptions
@@ -31,7 +31,7 @@ _log = logging.getLogger("zeroqueue.delay")
 # Seconds between looks for a topic's tiers, and before a failed releaser starts again.
 _LOOK_EVERY = 2.0
 # Concurrent releases per releaser: each only waits for a broker's acknowledgement.
-_RELEASERS_PROCESSORS = 64
+_RELEASERS_PROCESSORS = 256
 # The Pusher's default size limit, and the largest librdkafka accepts.
 _DEFAULT_MAX_MESSAGE_BYTES = PushOptions.max_message_bytes
 _MAX_MESSAGE_BYTES = 1_000_000_000

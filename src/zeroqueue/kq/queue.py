@@ -15,7 +15,7 @@ from zeroqueue._kafka import backends
 from zeroqueue._kafka.settings import client_settings
 from zeroqueue._signals import install_stop_signals
 from zeroqueue.delay._gate import DueGate
-from zeroqueue.engine.conn import ConnEngine, EngineOptions, HoldBack
+from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import (
     ConsumeErrorHandler,
     FailurePolicy,
@@ -24,6 +24,7 @@ from zeroqueue.engine.handlers import (
     MetricsHook,
     resolve_handler,
 )
+from zeroqueue.engine.holding import HoldBack
 from zeroqueue.engine.lanes import Ordering
 from zeroqueue.engine.source import KafkaSource, RebalanceListener, Source, SourceFactory
 from zeroqueue.errors import ConfigError, ZeroQueueError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from typing import Any
@@ -70,7 +71,8 @@ def moved_headers(
     if cause is not None:
         headers.append((h.EXCEPTION_CAUSE_FQCN, _head(_qualified(type(cause)), _TYPE_NAME_LIMIT)))
     if due is not None:
-        headers.append((h.BACKOFF_TIMESTAMP, h.encode_long(int(due * 1000))))
+        # Rounded up: a due time in whole milliseconds must not make a message early.
+        headers.append((h.BACKOFF_TIMESTAMP, h.encode_long(math.ceil(due * 1000))))
     return headers
 
 
