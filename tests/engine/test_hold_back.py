@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Message as KafkaMessage
@@ -30,6 +31,9 @@ class Run:
     def __init__(self) -> None:
         self.handled: list[tuple[str, float]] = []
         self.source: FakeSource | None = None
+        # The value whose call blocks until ``release`` is set, and set when it began.
+        self.hang: str | None = None
+        self.release, self.entered = threading.Event(), threading.Event()
         ready = threading.Event()
 
         def make_source(listener: RebalanceListener) -> FakeSource:
@@ -38,6 +42,9 @@ class Run:
             return self.source
 
         def handle(key: str, value: str) -> None:
+            if value == self.hang:
+                self.entered.set()
+                self.release.wait(30)
             self.handled.append((value, time.time()))
 
         policy = FailurePolicy(
@@ -64,6 +71,7 @@ class Run:
         return True
 
     def stop(self) -> None:
+        self.release.set()
         self.engine.stop()
         self.thread.join(10)
 
@@ -213,3 +221,40 @@ def test_kept_records_due_later_than_keep_within_are_let_go_and_fetched_again() 
     assert resume == []
     assert source.seeks == [(("later", 0), 5), (("later", 0), 4)]
     assert held.next_wake() == pytest.approx(later - holding.KEEP_WITHIN)
+
+
+def test_a_call_that_hangs_on_kept_records_leaves_their_partition_flowing() -> None:
+    run = Run()
+    assert run.source is not None
+    governor = run.engine.governor
+    assert governor is not None
+    try:
+        # given the fetch thread handles quick messages itself
+        for batch in range(100):
+            run.source.add([f"w{batch}-{n}" for n in range(100)], topic="now")
+            if wait_until(lambda: governor.inline, 0.3):
+                break
+        assert governor.inline, "the handler was never measured quick"
+        # when a kept record falls due and its call hangs there, so a new fetch thread takes over
+        due = time.time() + 0.5
+        run.hang = f"{due}"
+        run.source.add([f"{due}"], topic="later")
+        assert run.entered.wait(10)
+        assert wait_until(lambda: len(run.engine._fetch_threads) == 2, 5), "no takeover"
+        run.release.set()
+        # then its partition was resumed: what comes next in it is handled
+        run.source.add(["0"], topic="later")
+        assert wait_until(lambda: "0" in [value for value, _ in run.handled], 5), (
+            f"later[0] left paused: {run.source.paused}"
+        )
+    finally:
+        run.stop()
+
+
+def wait_until(ready: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

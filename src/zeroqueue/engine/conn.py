@@ -485,13 +485,20 @@ class ConnEngine(RebalanceListener):
                 raise Demoted(None)
 
     def _release_due(self, held: HeldPartitions, source: Source) -> None:
-        """Dispatch kept records that fell due, and resume their partitions."""
+        """Resume held partitions that fell due, and dispatch the records kept for them.
+
+        Resumed first: dispatching may run a handler on this thread, and should that
+        call hang, a new fetch thread takes over and this one never comes back here.
+        The kept records are then a fetched batch like any other (the next fetch
+        comes after them). They may take in flight past ``capacity``, by at most one
+        fetch per held partition: they are in memory already.
+        """
         records, resume = held.wake(source)
-        if records:
-            self._dispatch_ready(records)
         resume = [key for key in resume if key in self._progress]
         if resume and not self._paused:
             source.resume(resume)
+        if records:
+            self._dispatch_ready(records)
 
     def _dispatch(self, records: list[KafkaMessage]) -> None:
         if self._held is not None and records:

@@ -89,7 +89,9 @@ class HeldPartitions:
                     cut[key][1].append(record)
                     continue
                 if key in held:
-                    # Fetched before the pause took: the seek brings it back in turn.
+                    # Fetched before the pause took. Above the held head, the seek brings
+                    # it back in turn; below it, it was dispatched already (a partition's
+                    # records come in offset order, and nothing seeks a held one back).
                     continue
                 due = hold_back.due(record)
                 if due > wall:
