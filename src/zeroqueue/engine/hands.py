@@ -45,7 +45,7 @@ class Hand:
     never trips.
     """
 
-    __slots__ = ("batch", "record", "replaceable", "tripped")
+    __slots__ = ("batch", "pausing", "record", "replaceable", "tripped")
 
     def __init__(self) -> None:
         self.record: KafkaMessage | None = None
@@ -54,6 +54,8 @@ class Hand:
         self.batch: list[KafkaMessage] | None = None
         #: Whether a new fetch thread may take over from this one, should it get stuck.
         self.replaceable = False
+        #: Whether its processor waits out a retry pause (counted apart: LaneRunner.pausing).
+        self.pausing = False
 
 
 class _PerThread(threading.local):
@@ -153,7 +155,8 @@ class StuckReport:
                 if entry is None or entry.record is not record:
                     entry = _Seen(record, now)
                 held = now - entry.since
-                if held >= LONG_CALL:
+                if held >= LONG_CALL and not hand.pausing:
+                    # A worker in a retry pause is counted among the pausing already.
                     long_held += 1
                 if held >= self.after and held >= 2 * entry.reported:
                     entry.reported = held

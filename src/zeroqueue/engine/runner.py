@@ -576,8 +576,10 @@ class LaneRunner:
     @contextlib.contextmanager
     def _waiting(self) -> Iterator[None]:
         """Count this processor as waiting (not handling): the governor wakes another."""
+        hand = self.hands.mine()
         with self._pausing_lock:
             self.pausing += 1
+            hand.pausing = True
         started = time.perf_counter()
         try:
             if self.on_pause is not None:
@@ -587,6 +589,7 @@ class LaneRunner:
             self._paused.seconds += time.perf_counter() - started
             with self._pausing_lock:
                 self.pausing -= 1
+                hand.pausing = False
 
     def _observe(self, record: KafkaMessage, started: float, error: BaseException | None) -> None:
         if self.metrics is not None:
