@@ -9,7 +9,20 @@ from typing import Any
 
 from zeroqueue.errors import ConfigError
 
-__all__ = ["check_flag", "check_number", "check_seconds", "check_settings"]
+__all__ = [
+    "MAX_CLIENT_ID_BYTES",
+    "check_client_id",
+    "check_flag",
+    "check_number",
+    "check_seconds",
+    "check_settings",
+]
+
+#: The longest client id accepted, in bytes of UTF-8. librdkafka keeps 127 bytes of a
+#: client's name and cuts the rest, mid-character too; confluent-kafka then fails to
+#: decode that client's log lines and raises from every poll. The margin leaves room
+#: for what zeroqueue adds to a service's Name ("-delay", "-retry").
+MAX_CLIENT_ID_BYTES = 120
 
 
 def check_number(
@@ -66,3 +79,15 @@ def check_settings(name: str, value: object) -> Mapping[str, Any] | None:
             " values, such as {'socket.keepalive.enable': True}"
         )
     return value
+
+
+def check_client_id(name: str, value: object) -> None:
+    """Raise ConfigError unless ``value`` is a string librdkafka can name a client by."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: got {value!r}; expected a string (the Kafka client id)")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_CLIENT_ID_BYTES:
+        raise ConfigError(
+            f"{name}: got {value!r} ({size} bytes of UTF-8); expected at most"
+            f" {MAX_CLIENT_ID_BYTES} (librdkafka cuts a longer client id, mid-character too)"
+        )

@@ -116,6 +116,12 @@ def test_keys_match_without_regard_to_case_or_underscores() -> None:
             "SaslMechanism: got 'MD5'; expected 'PLAIN', 'SCRAM-SHA-256' or",
         ),
         ({"CaFile": "/missing/ca.pem"}, "CaFile: got '/missing/ca.pem'; expected a readable"),
+        # The Kafka client id: librdkafka cuts a long one mid-character, and every poll
+        # of that client then raises UnicodeDecodeError.
+        (
+            {"Name": "订单" * 21},
+            "KqConf.Name: got '订单订单.*'; expected at most 120 bytes of UTF-8",
+        ),
     ],
 )
 def test_invalid_values_name_field_value_and_what_is_allowed(

@@ -866,3 +866,12 @@ def test_a_refused_push_asks_the_balancer_twice_on_either_path() -> None:
             pusher.push_with_key("k", 42)  # type: ignore[arg-type]
     # after one quick attempt and one in the full method, never more
     assert asked == [b"k", b"k"]
+
+
+def test_a_client_id_librdkafka_would_cut_mid_character_is_refused() -> None:
+    # 126 bytes of UTF-8: librdkafka keeps 127 bytes of a client's name, cuts the rest
+    # mid-character, and confluent-kafka then raises from every poll of that client
+    with pytest.raises(ConfigError, match=r"client_id: got '订+' \(126 bytes of UTF-8\); expected"):
+        Pusher(["127.0.0.1:1"], "t", client_id="订" * 42)
+    with Pusher(["127.0.0.1:1"], "t", client_id="订" * 40) as pusher:
+        assert pusher.options.client_id == "订" * 40

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from confluent_kafka import KafkaError
 from pydantic import AfterValidator, BeforeValidator
 
+from zeroqueue._checks import MAX_CLIENT_ID_BYTES
 from zeroqueue.errors import ConfigError
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Security",
     "check_brokers",
     "client_settings",
+    "clipped_client_id",
     "refusal_advice",
     "refusal_of",
     "refusal_words",
@@ -106,6 +108,11 @@ class Security:
                 "ssl.endpoint.identification.algorithm": "https",
             }
         return settings
+
+
+def clipped_client_id(value: str) -> str:
+    """A client id zeroqueue makes up, cut to what librdkafka keeps whole (see _checks)."""
+    return value.encode("utf-8", "surrogatepass")[:MAX_CLIENT_ID_BYTES].decode("utf-8", "ignore")
 
 
 def client_settings(

@@ -274,15 +274,18 @@ class ConnEngine(RebalanceListener):
         which guards the chunk counters, and changing nothing. The handled-until
         offset is the first message not known to be handled (None before any was),
         committed the last offset this member committed, unfinished the fetched
-        messages whose runs are not finished yet.
+        messages whose runs are not finished yet, and those held back in memory.
         """
         # tuple() copies the dict in one C call: the fetch thread may assign or
         # revoke meanwhile, and iterating the live dict could see it change.
         progresses = tuple(self._progress.values())
+        held = self._held
         states = []
         with self.board.lock:
             for progress in progresses:
                 until, unfinished = progress.unhandled()
+                if held is not None:
+                    unfinished += held.kept_count((progress.topic, progress.partition))
                 states.append(
                     (progress.topic, progress.partition, until, progress.committed, unfinished)
                 )

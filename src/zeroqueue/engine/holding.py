@@ -69,6 +69,10 @@ class HeldPartitions:
     def __contains__(self, key: object) -> bool:
         return key in self._wake
 
+    def kept_count(self, key: TopicPartitionKey) -> int:
+        """How many records are kept in memory for ``key``; safe from other threads."""
+        return len(self._kept.get(key, ()))
+
     def next_wake(self) -> float:
         """When the first held partition needs looking at (``time.time()``); call when held."""
         return min(self._wake.values())

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
+from zeroqueue._checks import MAX_CLIENT_ID_BYTES
 from zeroqueue._kafka.settings import Brokers, SaslMechanism, Security
 from zeroqueue.conf import _loader
 from zeroqueue.conf._keys import canonical, near_miss
@@ -183,6 +184,16 @@ class KqConf(BaseModel):
                 # Not declared: ignored, as go-zero does (one file may serve other programs).
         matched["service"] = service
         return matched
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_CLIENT_ID_BYTES:
+            raise ValueError(
+                f"at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8 (the Kafka client id, which"
+                " librdkafka cuts, mid-character too)"
+            )
+        return value
 
     @field_validator("group")
     @classmethod

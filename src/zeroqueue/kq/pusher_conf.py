@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
+from zeroqueue._checks import MAX_CLIENT_ID_BYTES
 from zeroqueue._kafka.settings import Brokers, SaslMechanism
 from zeroqueue.conf import Conf, Duration
 
@@ -41,6 +42,16 @@ class PusherConf(Conf):
     sync_push: bool = Field(False, description="each push waits for the broker (WithSyncPush)")
     allow_auto_topic_creation: bool = Field(False, description="let the broker create the topic")
     balancer: BalancerName = Field("hash", description="which partition a key goes to")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_CLIENT_ID_BYTES:
+            raise ValueError(
+                f"at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8 (the Kafka client id, which"
+                " librdkafka cuts, mid-character too)"
+            )
+        return value
 
     @field_validator("topic")
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, TopicPartition
 
-from zeroqueue._kafka.settings import client_settings
+from zeroqueue._kafka.settings import client_settings, clipped_client_id
 
 __all__ = ["OffsetReader"]
 
@@ -52,7 +52,7 @@ class OffsetReader:
             # Only the first message of each asked partition is wanted: fetch little.
             "max.partition.fetch.bytes": 1,
             "fetch.wait.max.ms": 10,
-            "client.id": f"zeroqueue-metrics-{group}",
+            "client.id": clipped_client_id(f"zeroqueue-metrics-{group}"),
         }
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()

@@ -6,7 +6,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
-from zeroqueue._checks import check_flag, check_number, check_seconds, check_settings
+from zeroqueue._checks import (
+    check_client_id,
+    check_flag,
+    check_number,
+    check_seconds,
+    check_settings,
+)
 from zeroqueue._kafka.settings import SaslMechanism
 from zeroqueue.errors import ConfigError, PushError
 from zeroqueue.message import Message
@@ -97,6 +103,7 @@ class PushOptions:
         check_flag("allow_auto_topic_creation", self.allow_auto_topic_creation)
         check_flag("idempotence", self.idempotence, optional=True)
         check_settings("kafka_config", self.kafka_config)
+        check_client_id("client_id", self.client_id)
         # Upper bounds are librdkafka's: past them it would refuse its own
         # property, and the error would not name ours.
         check_number(
