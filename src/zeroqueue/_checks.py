@@ -16,13 +16,14 @@ __all__ = [
     "check_number",
     "check_seconds",
     "check_settings",
+    "client_id_problem",
 ]
 
-#: The longest client id accepted, in bytes of UTF-8. librdkafka keeps 127 bytes of a
-#: client's name and cuts the rest, mid-character too; confluent-kafka then fails to
-#: decode that client's log lines and raises from every poll. The margin leaves room
-#: for what zeroqueue adds to a service's Name ("-delay", "-retry").
-MAX_CLIENT_ID_BYTES = 120
+#: The longest client id with non-ASCII characters, in bytes of UTF-8. librdkafka keeps
+#: 127 bytes of a client's name and cuts the rest, mid-character too; confluent-kafka
+#: then fails to decode that client's log lines and raises from every poll. (A cut
+#: ASCII id stays valid text, so it may be longer.)
+MAX_CLIENT_ID_BYTES = 127
 
 
 def check_number(
@@ -85,9 +86,20 @@ def check_client_id(name: str, value: object) -> None:
     """Raise ConfigError unless ``value`` is a string librdkafka can name a client by."""
     if not isinstance(value, str):
         raise ConfigError(f"{name}: got {value!r}; expected a string (the Kafka client id)")
-    size = len(value.encode("utf-8", "surrogatepass"))
-    if size > MAX_CLIENT_ID_BYTES:
-        raise ConfigError(
-            f"{name}: got {value!r} ({size} bytes of UTF-8); expected at most"
-            f" {MAX_CLIENT_ID_BYTES} (librdkafka cuts a longer client id, mid-character too)"
+    problem = client_id_problem(value)
+    if problem:
+        raise ConfigError(f"{name}: got {value!r}; expected {problem}")
+
+
+def client_id_problem(value: str) -> str:
+    """What a client id must be instead, or "" when librdkafka can take ``value``."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "text that UTF-8 can encode (no lone surrogates)"
+    if size > MAX_CLIENT_ID_BYTES and not value.isascii():
+        return (
+            f"at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8 when not ASCII, not {size}"
+            " (librdkafka cuts a longer client id, mid-character too)"
         )
+    return ""

@@ -9,7 +9,13 @@ import pytest
 from confluent_kafka import KafkaError
 
 from zeroqueue import ConfigError
-from zeroqueue._kafka.settings import ClientErrors, Refusal, Security, refusal_of
+from zeroqueue._kafka.settings import (
+    ClientErrors,
+    Refusal,
+    Security,
+    clipped_client_id,
+    refusal_of,
+)
 from zeroqueue.producer.options import PushOptions
 
 PASSWORD = "hunter2-Secr3t-0b7e"
@@ -164,3 +170,14 @@ def test_security_settings_of_the_wrong_type_are_named_without_their_value(
     with pytest.raises(ConfigError) as caught:
         Security(**fields)
     assert str(caught.value) == message
+
+
+def test_a_made_up_client_id_is_cut_where_librdkafka_would_not_cut_a_character() -> None:
+    # A service Name at the limit, plus the suffix zeroqueue adds for its releaser
+    name = "订" * 42  # 126 bytes of UTF-8
+    clipped = clipped_client_id(f"{name}-delay")
+    assert clipped == f"{name}-"
+    assert len(clipped.encode()) == 127
+    assert PushOptions(client_id=clipped).client_id == clipped
+    # ASCII is never cut: librdkafka's cut leaves it valid text
+    assert clipped_client_id("a" * 300) == "a" * 300

@@ -119,8 +119,8 @@ def test_keys_match_without_regard_to_case_or_underscores() -> None:
         # The Kafka client id: librdkafka cuts a long one mid-character, and every poll
         # of that client then raises UnicodeDecodeError.
         (
-            {"Name": "订单" * 21},
-            "KqConf.Name: got '订单订单.*'; expected at most 120 bytes of UTF-8",
+            {"Name": "订单" * 22},
+            "KqConf.Name: got '订单订单.*'; expected at most 127 bytes of UTF-8",
         ),
     ],
 )

@@ -111,8 +111,10 @@ class Security:
 
 
 def clipped_client_id(value: str) -> str:
-    """A client id zeroqueue makes up, cut to what librdkafka keeps whole (see _checks)."""
-    return value.encode("utf-8", "surrogatepass")[:MAX_CLIENT_ID_BYTES].decode("utf-8", "ignore")
+    """A client id zeroqueue makes up, cut where librdkafka would not cut a character (_checks)."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace")[:MAX_CLIENT_ID_BYTES].decode("utf-8", "ignore")
 
 
 def client_settings(

@@ -500,8 +500,11 @@ class ConnEngine(RebalanceListener):
         resume = [key for key in resume if key in self._progress]
         if resume and not self._paused:
             source.resume(resume)
-        if records:
-            self._dispatch_ready(records)
+        try:
+            if records:
+                self._dispatch_ready(records)
+        finally:
+            held.dispatched()
 
     def _dispatch(self, records: list[KafkaMessage]) -> None:
         if self._held is not None and records:

@@ -50,7 +50,7 @@ class HoldBack(Protocol):
 
 
 class HeldPartitions:
-    """The partitions held back, and the records kept for them; used by the fetch thread only."""
+    """The partitions held back, and the records kept for them; changed by the fetch thread only."""
 
     def __init__(self, hold_back: HoldBack, name: str) -> None:
         self._hold_back = hold_back
@@ -62,6 +62,8 @@ class HeldPartitions:
         self._kept: dict[TopicPartitionKey, list[KafkaMessage]] = {}
         # Held partitions whose seek failed: the offset to seek to before resuming.
         self._unsought: dict[TopicPartitionKey, int] = {}
+        # Records wake() handed out, per partition, until dispatched() (for kept_count).
+        self._releasing: dict[TopicPartitionKey, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self._wake)
@@ -70,8 +72,13 @@ class HeldPartitions:
         return key in self._wake
 
     def kept_count(self, key: TopicPartitionKey) -> int:
-        """How many records are kept in memory for ``key``; safe from other threads."""
-        return len(self._kept.get(key, ()))
+        """How many records are kept in memory for ``key``, or on their way out of it.
+
+        Safe from other threads (metrics scrapes): a kept list is never changed once
+        stored, and a released record counts here until :meth:`dispatched`, so it is
+        never counted nowhere in between.
+        """
+        return len(self._kept.get(key, ())) + self._releasing.get(key, 0)
 
     def next_wake(self) -> float:
         """When the first held partition needs looking at (``time.time()``); call when held."""
@@ -131,22 +138,24 @@ class HeldPartitions:
         for key, at in list(self._wake.items()):
             if at > wall:
                 continue
-            kept = self._kept.pop(key, None)
+            kept = self._kept.get(key)
             if kept:
                 split = next((n for n, record in enumerate(kept) if due_of(record) > wall), None)
                 if split is not None:
                     # A later record is not due yet: hold on, from it.
-                    records += kept[:split]
+                    self._hand_out(key, kept[:split], records)
                     rest, due = kept[split:], due_of(kept[split])
                     if due - wall <= KEEP_WITHIN:
                         self._kept[key], self._wake[key] = rest, due
                     else:
                         # Not soon: let them go and fetch them again later (a failed
                         # seek is tried again before the partition resumes).
+                        del self._kept[key]
                         self._seek(source, key, rest[0].offset() or 0)
                         self._wake[key] = due - KEEP_WITHIN
                     continue
-                records += kept
+                self._hand_out(key, kept, records)
+                del self._kept[key]
             unsought = self._unsought.get(key)
             if unsought is not None and not self._seek(source, key, unsought):
                 self._wake[key] = wall + SEEK_RETRY  # resuming now would skip records
@@ -154,6 +163,17 @@ class HeldPartitions:
             del self._wake[key]
             resume.append(key)
         return records, resume
+
+    def dispatched(self) -> None:
+        """The records :meth:`wake` handed out were dispatched (or dropped): stop counting them."""
+        self._releasing.clear()
+
+    def _hand_out(
+        self, key: TopicPartitionKey, kept: list[KafkaMessage], records: list[KafkaMessage]
+    ) -> None:
+        # Counted as releasing before they leave the kept list: never counted nowhere.
+        self._releasing[key] = self._releasing.get(key, 0) + len(kept)
+        records += kept
 
     def forget(self, key: TopicPartitionKey) -> None:
         """The partition left (revoked, lost): drop what is held for it."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from zeroqueue._kafka.settings import clipped_client_id
 from zeroqueue.delay._releaser import Releaser, releaser_group, tier_gate
 from zeroqueue.delay._tiers import tier_topics
 from zeroqueue.delay._topics import hop_overhead, tiers_exist, topic_limit
@@ -151,7 +152,7 @@ class DelayReleasers:
                     if limit is not None
                     else 0,
                 ),
-                client_id=f"{self._conf.name or 'zeroqueue'}-delay",
+                client_id=clipped_client_id(f"{self._conf.name or 'zeroqueue'}-delay"),
                 # Each release awaits its own acknowledgement (and so needs its report).
                 sync_push=True,
                 flush_interval=0.001,

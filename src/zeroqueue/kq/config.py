@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
-from zeroqueue._checks import MAX_CLIENT_ID_BYTES
+from zeroqueue._checks import client_id_problem
 from zeroqueue._kafka.settings import Brokers, SaslMechanism, Security
 from zeroqueue.conf import _loader
 from zeroqueue.conf._keys import canonical, near_miss
@@ -188,11 +188,9 @@ class KqConf(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_CLIENT_ID_BYTES:
-            raise ValueError(
-                f"at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8 (the Kafka client id, which"
-                " librdkafka cuts, mid-character too)"
-            )
+        problem = client_id_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; it is the Kafka client id")
         return value
 
     @field_validator("group")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from zeroqueue._checks import MAX_CLIENT_ID_BYTES
+from zeroqueue._checks import client_id_problem
 from zeroqueue._kafka.settings import Brokers, SaslMechanism
 from zeroqueue.conf import Conf, Duration
 
@@ -46,11 +46,9 @@ class PusherConf(Conf):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if len(value.encode("utf-8", "surrogatepass")) > MAX_CLIENT_ID_BYTES:
-            raise ValueError(
-                f"at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8 (the Kafka client id, which"
-                " librdkafka cuts, mid-character too)"
-            )
+        problem = client_id_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; it is the Kafka client id")
         return value
 
     @field_validator("topic")

@@ -12,7 +12,7 @@ from typing import Any
 from zeroqueue import admin
 from zeroqueue._checks import check_flag, check_number, check_seconds, check_settings
 from zeroqueue._kafka import backends
-from zeroqueue._kafka.settings import client_settings
+from zeroqueue._kafka.settings import client_settings, clipped_client_id
 from zeroqueue._signals import install_stop_signals
 from zeroqueue.delay._gate import DueGate
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
@@ -192,7 +192,7 @@ class Queue:
                 push_options=PushOptions(
                     sync_push=True,
                     **conf.security_options(),
-                    client_id=f"{conf.name or 'zeroqueue'}-retry",
+                    client_id=clipped_client_id(f"{conf.name or 'zeroqueue'}-retry"),
                     kafka_config=_security_of(kafka_config),
                 ),
             )

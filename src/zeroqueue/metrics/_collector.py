@@ -164,7 +164,8 @@ class ZeroQueueCollector(Collector):
         )
         in_flight = GaugeMetricFamily(
             "zeroqueue_consumer_in_flight_messages",
-            "Messages fetched whose runs are not handled yet.",
+            "Messages fetched whose runs are not handled yet, and those held back in memory"
+            " until due (delay tiers, retry topics).",
             labels=_PARTITION,
         )
         committed = GaugeMetricFamily(
