@@ -15,8 +15,12 @@ def test_a_moved_message_is_handled_after_a_restart_with_offset_last(
     # given a queue starting at "latest" (go-queue's default) whose first try of "m" fails
     topic = new_topic(1)
     calls: list[int] = []
+    probes: list[str] = []
 
     def handle(message: Message) -> None:
+        if message.value_str == "probe":
+            probes.append(message.value_str)
+            return
         calls.append(message.attempt)
         if message.attempt == 1:
             raise ValueError("the first try fails")
@@ -26,8 +30,15 @@ def test_a_moved_message_is_handled_after_a_restart_with_offset_last(
     )
     first = Queue(conf, handle, **fast_queue_options())
     with running(first):
-        assert eventually(lambda: bool(first.assignment()))
         with Pusher(brokers, topic) as pusher:
+            # A queue at "latest" starts where the end is once it looked (after its
+            # assignment): until a probe arrives, "m" could land before that, unseen.
+            def a_probe_arrived() -> bool:
+                pusher.push("probe")
+                pusher.flush()
+                return bool(probes)
+
+            assert eventually(a_probe_arrived)
             pusher.push("m")
         # when "m" moved to the retry topic, the queue stops before it is due
         assert eventually(lambda: calls == [1])
