@@ -16,6 +16,7 @@ __all__ = [
     "check_number",
     "check_seconds",
     "check_settings",
+    "client_id_name",
     "client_id_problem",
 ]
 
@@ -89,6 +90,14 @@ def check_client_id(name: str, value: object) -> None:
     problem = client_id_problem(value)
     if problem:
         raise ConfigError(f"{name}: got {value!r}; expected {problem}")
+
+
+def client_id_name(value: str) -> str:
+    """A config model's validator of a Name that is also the Kafka client id."""
+    problem = client_id_problem(value)
+    if problem:
+        raise ValueError(f"{problem}; it is the Kafka client id")
+    return value
 
 
 def client_id_problem(value: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Message as KafkaMessage
 
 from tests.engine.fake_source import FakeSource
+from tests.kafka_helpers import eventually
 from zeroqueue.engine import holding
 from zeroqueue.engine.conn import ConnEngine, EngineOptions
 from zeroqueue.engine.handlers import FailurePolicy, resolve_handler
@@ -232,7 +232,7 @@ def test_a_call_that_hangs_on_kept_records_leaves_their_partition_flowing() -> N
         # given the fetch thread handles quick messages itself
         for batch in range(100):
             run.source.add([f"w{batch}-{n}" for n in range(100)], topic="now")
-            if wait_until(lambda: governor.inline, 0.3):
+            if eventually(lambda: governor.inline, 0.3):
                 break
         assert governor.inline, "the handler was never measured quick"
         # when a kept record falls due and its call hangs there, so a new fetch thread takes over
@@ -240,39 +240,12 @@ def test_a_call_that_hangs_on_kept_records_leaves_their_partition_flowing() -> N
         run.hang = f"{due}"
         run.source.add([f"{due}"], topic="later")
         assert run.entered.wait(10)
-        assert wait_until(lambda: len(run.engine._fetch_threads) == 2, 5), "no takeover"
+        assert eventually(lambda: len(run.engine._fetch_threads) == 2, 5), "no takeover"
         run.release.set()
         # then its partition was resumed: what comes next in it is handled
         run.source.add(["0"], topic="later")
-        assert wait_until(lambda: "0" in [value for value, _ in run.handled], 5), (
+        assert eventually(lambda: "0" in [value for value, _ in run.handled], 5), (
             f"later[0] left paused: {run.source.paused}"
         )
     finally:
         run.stop()
-
-
-def wait_until(ready: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def test_kept_records_count_until_dispatched_so_a_reader_never_misses_them() -> None:
-    held = holding.HeldPartitions(DueAt(), "test")
-    source = _Seeks()
-    key = ("later", 0)
-    due = time.time() + 0.1
-    assert held.hold([_record(5, due), _record(6, due)], {key}, source) == []  # type: ignore[arg-type]
-    # kept: they count as unfinished for metrics and the test kit's wait_idle
-    assert held.kept_count(key) == 2
-    while time.time() < due:
-        time.sleep(0.01)
-    records, _ = held.wake(source)  # type: ignore[arg-type]
-    # handed out but not dispatched yet: still counted here
-    assert len(records) == 2
-    assert held.kept_count(key) == 2
-    held.dispatched()
-    assert held.kept_count(key) == 0

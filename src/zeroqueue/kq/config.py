@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
-from zeroqueue._checks import client_id_problem
+from zeroqueue._checks import client_id_name
 from zeroqueue._kafka.settings import Brokers, SaslMechanism, Security
 from zeroqueue.conf import _loader
 from zeroqueue.conf._keys import canonical, near_miss
@@ -185,13 +185,7 @@ class KqConf(BaseModel):
         matched["service"] = service
         return matched
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        problem = client_id_problem(value)
-        if problem:
-            raise ValueError(f"{problem}; it is the Kafka client id")
-        return value
+    _check_name = field_validator("name")(client_id_name)
 
     @field_validator("group")
     @classmethod

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from zeroqueue._checks import client_id_problem
+from zeroqueue._checks import client_id_name
 from zeroqueue._kafka.settings import Brokers, SaslMechanism
 from zeroqueue.conf import Conf, Duration
 
@@ -43,13 +43,7 @@ class PusherConf(Conf):
     allow_auto_topic_creation: bool = Field(False, description="let the broker create the topic")
     balancer: BalancerName = Field("hash", description="which partition a key goes to")
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        problem = client_id_problem(value)
-        if problem:
-            raise ValueError(f"{problem}; it is the Kafka client id")
-        return value
+    _check_name = field_validator("name")(client_id_name)
 
     @field_validator("topic")
     @classmethod
