@@ -108,7 +108,9 @@ def test_sigkill_five_times_in_50k_messages_loses_nothing(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("broken", "caught"),
-    [("commit-early", "gap: "), ("skip-failed", "lost: ")],
+    # Committing early shows as a commit past an unhandled message when a reading of the
+    # committed offsets caught it there, and always as the messages it lost.
+    [("commit-early", ("gap: ", "lost: ")), ("skip-failed", ("lost: ",))],
 )
 def test_a_broken_build_fails_the_oracle(  # noqa: PLR0917 - fixtures
     kafka: BrokerProcess,
@@ -117,7 +119,7 @@ def test_a_broken_build_fails_the_oracle(  # noqa: PLR0917 - fixtures
     seed: int,
     tmp_path: Path,
     broken: str,
-    caught: str,
+    caught: tuple[str, ...],
 ) -> None:
     # given zeroqueue broken on purpose in the consumer processes
     env = {"ZEROQUEUE_FAULT_BREAK": broken}
