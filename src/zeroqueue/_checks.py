@@ -80,6 +80,10 @@ def check_settings(name: str, value: object) -> Mapping[str, Any] | None:
             f"{name}: got {value!r}; expected a mapping of librdkafka property names to"
             " values, such as {'socket.keepalive.enable': True}"
         )
+    client_id = value.get("client.id")
+    if isinstance(client_id, str):
+        # The same crash as a bad Name: every poll() of the client would raise.
+        check_client_id(f"{name}['client.id']", client_id)
     return value
 
 

@@ -357,3 +357,24 @@ def test_service_conf_keeps_go_zeros_keys(tmp_path: Path) -> None:
     assert conf.telemetry.endpoint == "http://j:14268"
     with pytest.raises(ConfigError, match=r"Log.Level: got 'loud'; expected 'debug', 'info'"):
         from_mapping({"Log": {"Level": "loud"}}, ServiceConf)
+
+
+def test_a_conf_built_in_code_raises_config_error_naming_the_field() -> None:
+    class Db(Conf):
+        host: str
+        port: int = 5432
+
+    with pytest.raises(ConfigError) as caught:
+        PusherConf(Brokers=["127.0.0.1:9092"], Topic="t", ChunkSize="big", Password="hunter2")
+    assert str(caught.value) == (
+        "PusherConf.ChunkSize: got 'big'; expected a valid integer, "
+        "unable to parse string as an integer"
+    )
+    # pydantic's ValidationError quotes every input, the password too: it is not chained
+    assert caught.value.__context__ is None
+    with pytest.raises(ConfigError, match=r"^Db\.Port: got 'x'; expected a valid integer"):
+        Db(host="h", port="x")
+    with pytest.raises(ConfigError, match=r"^Db\.Host: missing"):
+        Db()
+    with pytest.raises(ConfigError, match=r"^RestConf: ShutdownTimout: unknown key; did you mean"):
+        RestConf(ShutdownTimout=1)

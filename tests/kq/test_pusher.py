@@ -877,3 +877,6 @@ def test_a_client_id_librdkafka_would_cut_mid_character_is_refused() -> None:
     for client_id in ("订" * 42, "a" * 300):
         with Pusher(["127.0.0.1:1"], "t", client_id=client_id) as pusher:
             assert pusher.options.client_id == client_id
+    # the same id set as librdkafka's property is checked the same way
+    with pytest.raises(ConfigError, match=r"kafka_config\['client.id'\]: got '订+'; expected"):
+        Pusher(["127.0.0.1:1"], "t", kafka_config={"client.id": "订" * 43})

@@ -734,6 +734,11 @@ def test_a_broker_that_is_down_is_a_clear_error_at_start(group: str) -> None:
         ),
         ("ordering", "random", "ordering: got 'random'; expected 'key' or 'partition'"),
         ("error_handler", 3, "error_handler: got 3; expected a callable"),
+        (
+            "kafka_config",
+            {"client.id": "订" * 43},
+            r"kafka_config\['client.id'\]: got '订+'; expected at most 127 bytes of UTF-8",
+        ),
     ],
 )
 def test_bad_queue_options_name_the_option(option: str, value: object, message: str) -> None:

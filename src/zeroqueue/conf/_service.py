@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic._internal._model_construction import ModelMetaclass
 from pydantic.alias_generators import to_pascal
 
 from zeroqueue.conf._durations import Duration
-from zeroqueue.conf._loader import match_keys
+from zeroqueue.conf._loader import describe, match_keys
+from zeroqueue.errors import ConfigError
 
 __all__ = [
     "Conf",
@@ -27,7 +29,24 @@ __all__ = [
 ]
 
 
-class Conf(BaseModel):
+class _BuiltInCode(ModelMetaclass):
+    """``PusherConf(...)`` written in code raises ConfigError, as ``KqConf(...)`` does.
+
+    Only a call goes through here: nested in another model or in a loaded file,
+    a section is validated as part of it, and the error names its whole key path.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - a metaclass
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            message = describe(exc.errors(include_url=False), "", prefix=(cls.__name__,), model=cls)
+        # Raised out here, so the ValidationError (which quotes every input, a
+        # password too) is not kept as its context.
+        raise ConfigError(message)
+
+
+class Conf(BaseModel, metaclass=_BuiltInCode):
     """A base for config models: fields in snake_case, keys in go-zero's PascalCase.
 
     ``kq_consumer_conf: KqConf`` is read from ``KqConsumerConf:`` (or any case of

@@ -6,13 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic._internal._model_construction import ModelMetaclass
+from pydantic import Field, model_validator
 
 from zeroqueue._kafka.names import MAX_TOPIC_NAME, name_part
-from zeroqueue.conf import Conf, Duration, _loader
+from zeroqueue.conf import Conf, Duration
 from zeroqueue.conf._keys import canonical, near_miss
-from zeroqueue.errors import ConfigError
 
 __all__ = ["RetryConf", "retry_topic_name"]
 
@@ -22,25 +20,7 @@ _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]*")
 _LONGEST_MOVE_TIMEOUT = (2**31 - 1) / 1000
 
 
-class _BuiltInCode(ModelMetaclass):
-    """``RetryConf(...)`` written in code raises ConfigError, as ``KqConf(...)`` does.
-
-    Only a call goes through here: nested in a KqConf or a loaded file, the
-    section is validated as part of it, and the error names its whole key path.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - a metaclass
-        try:
-            return super().__call__(*args, **kwargs)
-        except ValidationError as exc:
-            message = _loader.describe(
-                exc.errors(include_url=False), "", prefix=(cls.__name__,), model=cls
-            )
-        # Raised out here, so the ValidationError is not kept as its context.
-        raise ConfigError(message)
-
-
-class RetryConf(Conf, metaclass=_BuiltInCode):
+class RetryConf(Conf):
     """In-place retries, then retry topics (one per delay), then a dead-letter topic.
 
     Without it (or with neither ``Delays`` nor ``DeadLetterTopic``) a Queue keeps
