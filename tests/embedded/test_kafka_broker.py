@@ -80,6 +80,28 @@ def test_a_filled_cache_is_used_without_maven(
     assert find_kafka_libs() == cache
 
 
+def test_two_processes_fetching_at_once_both_get_the_jars(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given a Maven that downloads the jars while another process fills the cache first
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = kafka_libs_cache()
+    jar = "kafka_2.13-4.4.0.jar"
+    mvn = tmp_path / "bin" / "mvn"
+    mvn.parent.mkdir()
+    mvn.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case $a in -DoutputDirectory=*) out=${a#*=};; esac; done\n'
+        f'mkdir -p "$out" "{cache}" && touch "$out/{jar}" "{cache}/{jar}" "{cache}/theirs"\n'
+    )
+    mvn.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{mvn.parent}:/usr/bin:/bin")
+    # then the loser of the race takes the winner's cache instead of failing
+    assert fetch_kafka_libs() == cache
+    assert (cache / "theirs").exists()
+    assert [path.name for path in cache.parent.iterdir()] == ["libs"]  # no staging left
+
+
 def test_fetching_without_maven_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

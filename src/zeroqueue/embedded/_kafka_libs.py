@@ -133,7 +133,12 @@ def fetch_kafka_libs(version: str = KAFKA_VERSION, *, quiet: bool = True) -> Pat
                 f"{result.returncode}):\n" + "\n".join(output)
             )
         # Whole or not at all: a half-filled cache would be taken for a full one.
-        os.replace(Path(staging) / "libs", target)
+        try:
+            os.replace(Path(staging) / "libs", target)
+        except OSError:
+            # Another process (a second test worker) fetched them at the same time.
+            if not _has_kafka_jars(target):
+                raise
     return target
 
 
