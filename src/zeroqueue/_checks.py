@@ -75,11 +75,16 @@ def check_settings(name: str, value: object) -> Mapping[str, Any] | None:
     """``value`` if it is None or a mapping of librdkafka property names; else ConfigError."""
     if value is None:
         return None
-    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise ConfigError(
-            f"{name}: got {value!r}; expected a mapping of librdkafka property names to"
-            " values, such as {'socket.keepalive.enable': True}"
-        )
+    expected = (
+        "expected a mapping of librdkafka property names to values, such as"
+        " {'socket.keepalive.enable': True}"
+    )
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: got a {type(value).__name__}; {expected}")
+    others = [key for key in value if not isinstance(key, str)]
+    if others:
+        # The keys only: the values may hold sasl.password.
+        raise ConfigError(f"{name}: got keys {', '.join(map(repr, others))}; {expected}")
     client_id = value.get("client.id")
     if isinstance(client_id, str):
         # The same crash as a bad Name: every poll() of the client would raise.

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from zeroqueue import ConfigError
+from zeroqueue import ConfigError, admin
+from zeroqueue._checks import check_settings
 from zeroqueue._kafka.settings import (
     ClientErrors,
     Refusal,
     Security,
+    client_settings,
     clipped_client_id,
     refusal_of,
 )
@@ -181,3 +183,19 @@ def test_a_made_up_client_id_is_cut_where_librdkafka_would_not_cut_a_character()
     assert PushOptions(client_id=clipped).client_id == clipped
     # ASCII is never cut: librdkafka's cut leaves it valid text
     assert clipped_client_id("a" * 300) == "a" * 300
+
+
+def test_every_client_checks_a_client_id_given_in_kafka_config() -> None:
+    # the admin helpers and the dead-letter reader build clients from client_settings alone
+    with pytest.raises(ConfigError, match=r"^kafka_config\['client.id'\]: got '订+'; expected"):
+        admin.create_topic(["127.0.0.1:1"], "t", kafka_config={"client.id": "订" * 43})
+    assert client_settings(["h:1"], overrides={"client.id": "订" * 42})["client.id"] == "订" * 42
+
+
+def test_a_kafka_config_with_a_bad_key_is_named_without_its_values() -> None:
+    settings: Any = {"sasl.password": "hunter2", 1: "x"}
+    with pytest.raises(ConfigError, match=r"^kafka_config: got keys 1; expected") as caught:
+        check_settings("kafka_config", settings)
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"^kafka_config: got a list; expected a mapping"):
+        check_settings("kafka_config", [("sasl.password", "hunter2")])

@@ -287,6 +287,8 @@ class GoZeroSecrets(Conf):
     endpoint: int = 0
     nested: dict[str, int] = Field(default_factory=dict)
     shards: list[int] = Field(default_factory=list)
+    otlp_headers: int = 0  # Telemetry's: Authorization=Bearer ...
+    note: int = 0  # a credential by its look
 
 
 def test_secrets_under_go_zeros_keys_or_in_dsns_are_never_quoted() -> None:
@@ -303,6 +305,8 @@ def test_secrets_under_go_zeros_keys_or_in_dsns_are_never_quoted() -> None:
         "Endpoint": "redis://:hunter2-j@r:6379/0",
         "Nested": {"Dsn": "host=db user=app password=hunter2-k"},
         "Shards": {"Password": "hunter2-l"},  # a mapping where a list belongs
+        "OtlpHeaders": "x-api=hunter2-m",
+        "Note": "Bearer hunter2-n",
     }
     with pytest.raises(ConfigError) as info:
         from_mapping(data, GoZeroSecrets, source="etc/config.yaml")

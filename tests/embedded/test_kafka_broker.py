@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import shutil
 import stat
 from pathlib import Path
 
@@ -99,7 +101,55 @@ def test_two_processes_fetching_at_once_both_get_the_jars(
     # then the loser of the race takes the winner's cache instead of failing
     assert fetch_kafka_libs() == cache
     assert (cache / "theirs").exists()
-    assert [path.name for path in cache.parent.iterdir()] == ["libs"]  # no staging left
+    assert sorted(path.name for path in cache.parent.iterdir()) == [".lock", "libs"]  # no staging
+
+
+def _counting_maven(bin_dir: Path, runs: Path) -> None:
+    """A mvn that logs each run and takes a moment to put a Kafka jar where it is asked."""
+    mvn = bin_dir / "mvn"
+    bin_dir.mkdir()
+    mvn.write_text(
+        "#!/bin/sh\n"
+        f'echo run >> "{runs}"\n'
+        "sleep 0.5\n"
+        'for a in "$@"; do case $a in -DoutputDirectory=*) out=${a#*=};; esac; done\n'
+        'mkdir -p "$out" && touch "$out/kafka_2.13-4.4.0.jar"\n'
+    )
+    mvn.chmod(0o755)
+
+
+def test_fetches_at_once_run_maven_once_and_all_get_the_jars(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given an empty cache, and a Maven that is slow enough for the fetches to meet
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    _counting_maven(tmp_path / "bin", runs)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    # when three fetch at once (each opens the lock on its own, as processes do)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        found = list(pool.map(lambda _: fetch_kafka_libs(), range(3)))
+    # then Maven ran once, and every one of them got the filled cache
+    assert found == [kafka_libs_cache()] * 3
+    assert runs.read_text().splitlines() == ["run"]
+
+
+def test_a_cache_left_without_jars_is_fetched_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _counting_maven(tmp_path / "bin", tmp_path / "runs")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    cache = kafka_libs_cache()
+    cache.mkdir(parents=True)
+    (cache / "half-copied.jar").write_bytes(b"")
+    assert fetch_kafka_libs() == cache
+    assert sorted(path.name for path in cache.iterdir()) == ["kafka_2.13-4.4.0.jar"]
+    # and a file where the cache belongs is replaced as well
+    shutil.rmtree(cache)
+    cache.write_text("not a directory")
+    assert fetch_kafka_libs() == cache
+    assert cache.is_dir()
 
 
 def test_fetching_without_maven_is_a_clear_error(

@@ -16,8 +16,9 @@ import pytest
 
 from tests.conftest import REQUIRE_SERVERS
 from tests.dq.conftest import beanstalkd_nodes, dq_conf
+from zeroqueue._locks import exclusive
 
-__all__ = ["GO_TIMEOUT", "beanstalkd_nodes", "dq_conf", "goqueue", "run_go"]
+__all__ = ["GO_TIMEOUT", "TEST_TIMEOUT", "beanstalkd_nodes", "dq_conf", "goqueue", "run_go"]
 
 GO_MODULE = Path(__file__).parent / "goqueue"
 # A first build compiles go-zero, kafka-go, go-redis and OpenTelemetry: over a minute on 2 cores.
@@ -25,6 +26,8 @@ BUILD_TIMEOUT = 600.0
 # How long the Go program may run; the subprocess gets a little more, so that the
 # program's own timeout, which says how far it got, is what normally fires.
 GO_TIMEOUT = 90.0
+# pytest-timeout counts the first test's fixtures too, and so the build.
+TEST_TIMEOUT = BUILD_TIMEOUT + 2 * GO_TIMEOUT
 
 
 @pytest.fixture(scope="session")
@@ -41,16 +44,19 @@ def goqueue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # -buildvcs=false: no git calls (the module sits inside this repository);
     # GOWORK=off: a go.work file further up must not pull the module into a workspace.
     command = [go, "build", "-mod=readonly", "-buildvcs=false", "-o", str(binary), "."]
+    # One build at a time (each test worker builds its own): the second one finds
+    # the packages in Go's build cache instead of compiling them beside the first.
     try:
-        built = subprocess.run(
-            command,
-            cwd=GO_MODULE,
-            env={**os.environ, "GOWORK": "off"},
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
+        with exclusive(tmp_path_factory.getbasetemp().parent / "goqueue-build.lock"):
+            built = subprocess.run(
+                command,
+                cwd=GO_MODULE,
+                env={**os.environ, "GOWORK": "off"},
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+            )
     except subprocess.TimeoutExpired:
         pytest.fail(f"go build of {GO_MODULE} took more than {BUILD_TIMEOUT:.0f}s")
     if built.returncode != 0:

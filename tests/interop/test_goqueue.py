@@ -20,11 +20,14 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
-from tests.interop.conftest import run_go
+from tests.interop.conftest import TEST_TIMEOUT, run_go
 from tests.kafka_helpers import eventually, fast_queue_options, read_topic
 from tests.tracing_helpers import Traced
 from zeroqueue import KqConf, Message, Pusher, Queue
 from zeroqueue.delay import create_tiers
+
+# The first test builds the Go program (go-zero and all: minutes on a cold cache).
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
 
 @pytest.fixture

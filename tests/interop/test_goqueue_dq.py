@@ -31,11 +31,14 @@ import redis
 
 from tests.dq.conftest import BeanstalkdNode
 from tests.dq.recorder import Recorder
-from tests.interop.conftest import GO_TIMEOUT, run_go
+from tests.interop.conftest import GO_TIMEOUT, TEST_TIMEOUT, run_go
 from tests.kafka_helpers import eventually
 from zeroqueue.dq import Consumer, DqConf, Producer
 from zeroqueue.dq._beanstalk import BeanstalkConnection
 from zeroqueue.dq._wire import CopyId, split_ids
+
+# The first test builds the Go program (go-zero and all: minutes on a cold cache).
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 
 MakeConf = Callable[[int], tuple[DqConf, list[BeanstalkdNode]]]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from confluent_kafka import KafkaError
 from pydantic import AfterValidator, BeforeValidator
 
-from zeroqueue._checks import MAX_CLIENT_ID_BYTES
+from zeroqueue._checks import MAX_CLIENT_ID_BYTES, check_client_id
 from zeroqueue.errors import ConfigError
 
 __all__ = [
@@ -137,6 +137,11 @@ def client_settings(
     settings |= (security or Security()).librdkafka()
     if overrides:
         settings |= dict(overrides)
+        # Every client's settings pass here, the admin helpers' too: a client id
+        # librdkafka would cut mid-character makes every poll of that client raise.
+        override_id = overrides.get("client.id")
+        if isinstance(override_id, str):
+            check_client_id("kafka_config['client.id']", override_id)
     return settings
 
 

@@ -18,16 +18,30 @@ from zeroqueue.conf._keys import canonical
 __all__ = ["holds_secret", "names_secret"]
 
 # Keys holding one of these (in canonical spelling) name a secret.
-_SECRET_WORDS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "credential")
+# Headers too (Telemetry's OtlpHeaders): they carry Authorization and API keys.
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "credential",
+    "authorization",
+    "headers",
+)
 # Keys ending so do too: Pass, RedisPass; ApiKey, AccessKey, PrivateKey, Key. Not
 # Keys (a list of names), KeyFile (a path), KeyPrefix.
 _SECRET_ENDINGS = ("pass", "key")
 # user:password@ in a DSN (root:pw@tcp(db:3306)/app) or a URL (redis://:pw@host).
 _USERINFO = re.compile(r"[^\s/@:]*:[^\s@]*@")
-# password=... in a key=value DSN (libpq's, ODBC's Pwd=) or a URL's query.
+# password=... (or password: ...) in a key=value DSN (libpq's, ODBC's Pwd=) or a URL's query.
 _ASSIGNED = re.compile(
-    r"(?:password|passwd|pwd|pass|secret|token|api_?key|access_?key)\s*=", re.IGNORECASE
+    r"(?:password|passwd|pwd|pass|secret|token|api_?key|access_?key|authorization)\s*[=:]",
+    re.IGNORECASE,
 )
+# An HTTP credential wherever it sits: Authorization=Bearer abc, "Basic dXNlcjpwdw==".
+_SCHEME = re.compile(r"\b(?:bearer|basic)\s+\S", re.IGNORECASE)
 
 
 def names_secret(key: str) -> bool:
@@ -39,7 +53,7 @@ def names_secret(key: str) -> bool:
 def holds_secret(value: Any) -> bool:
     """Whether ``value`` looks like it holds a secret, whatever key it sits under."""
     if isinstance(value, str):
-        return bool(_USERINFO.search(value) or _ASSIGNED.search(value))
+        return bool(_USERINFO.search(value) or _ASSIGNED.search(value) or _SCHEME.search(value))
     if isinstance(value, Mapping):
         return any(
             (isinstance(key, str) and names_secret(key)) or holds_secret(key) or holds_secret(item)

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from zeroqueue._locks import exclusive
 from zeroqueue.errors import EmbeddedBrokerError
 
 __all__ = [
@@ -109,6 +110,15 @@ def fetch_kafka_libs(version: str = KAFKA_VERSION, *, quiet: bool = True) -> Pat
             "(apt-get install -y maven), or set KAFKA_HOME to an Apache Kafka distribution"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Two Mavens at once would share ~/.m2, which Maven does not lock.
+    with exclusive(target.parent / ".lock"):
+        if _has_kafka_jars(target):
+            return target  # fetched by another process while this one waited
+        _fetch_into(target, mvn, version, quiet=quiet)
+    return target
+
+
+def _fetch_into(target: Path, mvn: str, version: str, *, quiet: bool) -> None:
     pom = importlib.resources.files("zeroqueue.embedded").joinpath(_POM)
     with (
         importlib.resources.as_file(pom) as pom_path,
@@ -132,14 +142,21 @@ def fetch_kafka_libs(version: str = KAFKA_VERSION, *, quiet: bool = True) -> Pat
                 f"Maven could not fetch Apache Kafka {version} (exit status "
                 f"{result.returncode}):\n" + "\n".join(output)
             )
-        # Whole or not at all: a half-filled cache would be taken for a full one.
         try:
+            # Whatever holds the cache's place without the jars (a fetch cut short
+            # outside this function, a stray file) is not a cache: replace it.
+            if target.is_dir() and not _has_kafka_jars(target):
+                shutil.rmtree(target)
+            elif target.exists() and not target.is_dir():
+                target.unlink()
+            # Whole or not at all: a half-filled cache would be taken for a full one.
             os.replace(Path(staging) / "libs", target)
-        except OSError:
-            # Another process (a second test worker) fetched them at the same time.
+        except OSError as exc:
+            # Where there is no lock, another process may have filled it meanwhile.
             if not _has_kafka_jars(target):
-                raise
-    return target
+                raise EmbeddedBrokerError(
+                    f"cannot put Apache Kafka's jars in {target}: {exc}"
+                ) from exc
 
 
 def find_java(java: str | os.PathLike[str] | None = None) -> str:
