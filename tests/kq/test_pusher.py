@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import logging
 import threading
 import time
 import weakref
@@ -880,3 +881,38 @@ def test_a_client_id_librdkafka_would_cut_mid_character_is_refused() -> None:
     # the same id set as librdkafka's property is checked the same way
     with pytest.raises(ConfigError, match=r"kafka_config\['client.id'\]: got '订+'; expected"):
         Pusher(["127.0.0.1:1"], "t", kafka_config={"client.id": "订" * 43})
+
+
+class _ProducerOfEvents(_ProducerWithoutClose):
+    """A client whose len() also counts two client events, as a refused connection does."""
+
+    def __len__(self) -> int:
+        return len(self._producer) + 2
+
+
+class _ProducerThatSkipsFlush(_ProducerWithoutClose):
+    """A client whose flush() returns at once: a push got in after close()'s final flush."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        self.flush = lambda timeout=None: 0
+
+
+def test_close_warns_of_dropped_messages_only(caplog: pytest.LogCaptureFixture) -> None:
+    # given a client that counts events that are not messages: nothing dropped, no warning
+    caplog.set_level(logging.WARNING, logger="zeroqueue.kq.pusher")
+    Pusher(UNREACHABLE, "t", producer_factory=_ProducerOfEvents).close()
+    assert not _warnings_of_the_pusher(caplog)
+    # given a message still queued after the final flush: dropped, raised and told
+    pusher = Pusher(UNREACHABLE, "t", producer_factory=_ProducerThatSkipsFlush)
+    pusher.push("late")
+    with pytest.raises(DeliveryError, match=r"^1 message\(s\) to topic 't' were not delivered"):
+        pusher.close()
+    assert _warnings_of_the_pusher(caplog) == [
+        "close() dropped 1 message(s) pushed while it was closing"
+    ]
+
+
+def _warnings_of_the_pusher(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # Not librdkafka's own lines (a refused connection), logged on zeroqueue.kafka.
+    return [r.getMessage() for r in caplog.records if r.name == "zeroqueue.kq.pusher"]

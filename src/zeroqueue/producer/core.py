@@ -52,6 +52,9 @@ __all__ = ["ProducerCore"]
 
 _log = logging.getLogger("zeroqueue.kq.pusher")
 
+# The errors librdkafka reports for messages a purge() dropped.
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+
 # How long reading the topic's size limit may take, once, when the broker first
 # rejects a message as too large.
 _LIMIT_LOOKUP_TIMEOUT = 5.0
@@ -114,6 +117,7 @@ class ProducerCore:
         self._failed = 0
         self._reasons: Counter[str] = Counter()
         self._failed_topics: Counter[str] = Counter()
+        self._purged = 0  # messages purge() dropped, ever: close() tells them apart
         self._client_errors = ClientErrors()
         self._closed = False
         security = Security(
@@ -480,11 +484,15 @@ class ProducerCore:
                 # A push that raced close() got in after the final flush: drop it rather
                 # than let librdkafka's close() wait out delivery_timeout for it. It
                 # counts among the failures raised below and reaches error_handler.
-                _log.warning(
-                    "close() dropped %d message(s) pushed while it was closing",
-                    len(self.producer),
-                )
+                # len() counts client events too (a refused connection): only what the
+                # purge dropped was a message.
+                purged = self._purged
                 self._purge()
+                if self._purged > purged:
+                    _log.warning(
+                        "close() dropped %d message(s) pushed while it was closing",
+                        self._purged - purged,
+                    )
             # confluent-kafka before 2.13 has no close(): the client is released when
             # it is collected.
             release = getattr(self.producer, "close", None)
@@ -535,6 +543,8 @@ class ProducerCore:
             self._failed += 1
             self._reasons[error.str()] += 1
             self._failed_topics[topic] += 1
+            if error.code() in _PURGED:
+                self._purged += 1
         handler = self.options.error_handler
         if handler is None:
             _log.debug("delivery to %r failed: %s", topic, error.str())
