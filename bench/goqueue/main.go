@@ -170,6 +170,9 @@ func newQueue(brokers, topic, group string, handle kq.ConsumeHandle) queue.Messa
 func runUntil(q queue.MessageQueue, done <-chan struct{}) {
 	go q.Start()
 	<-done
+	// The figures are in: an error while leaving (go-queue commits on a connection
+	// Stop is closing, "io: read/write on closed pipe") does not undo them.
+	logs.fatal.Store(false)
 	stopped := make(chan struct{})
 	go func() {
 		q.Stop()
