@@ -483,7 +483,8 @@ class ProducerCore:
             if len(self.producer):
                 # A push that raced close() got in after the final flush: drop it rather
                 # than let librdkafka's close() wait out delivery_timeout for it. It
-                # counts among the failures raised below and reaches error_handler.
+                # counts among the failures raised below and reaches error_handler (a
+                # sync push raises to its own caller instead).
                 # len() counts client events too (a refused connection): only what the
                 # purge dropped was a message.
                 purged = self._purged
